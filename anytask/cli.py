@@ -1,0 +1,112 @@
+"""``anytask``: worker, demo, bench, report and brokers commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .facade.adapter import WorkerOptions
+from .facade.backends import BACKENDS
+from .facade.errors import AnytaskError
+from .facade.task import registered_tasks
+
+SCHEMES_HELP = "\n".join(f"  {spec.example:<72} pip install 'anytask[{spec.extra}]'" if spec.extra
+                         else f"  {spec.example}" for spec in BACKENDS.values())
+
+URL_HELP = f"""backend URL (default: $ANYTASK_URL). Known forms:
+{SCHEMES_HELP}
+RabbitMQ backends keep task states and results in Redis: '?result=redis://HOST:PORT/DB'
+(default redis://127.0.0.1:6379/0). Passwords are masked in every log and error."""
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or ():
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .facade.client import Client
+
+    url = args.url or os.environ.get("ANYTASK_URL")
+    if not url:
+        raise AnytaskError("no backend URL: give one (anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks) "
+                           "or set ANYTASK_URL")
+    modules = _split(args.tasks)
+    if not modules:
+        raise AnytaskError("--tasks is required: name the module(s) that define your @anytask.task functions")
+    sys.path.insert(0, os.getcwd())
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise AnytaskError(f"cannot import task module {mod!r}: {exc}. Run the worker from your project's "
+                               "root or put it on PYTHONPATH") from None
+    tasks = [t for name, t in sorted(registered_tasks().items())
+             if any(t.func.__module__ == m or t.func.__module__.startswith(m + ".") for m in modules)]
+    if not tasks:
+        raise AnytaskError(f"no @anytask.task functions found in {', '.join(modules)}")
+    client = Client(url)
+    options = WorkerOptions(concurrency=args.concurrency, queues=tuple(_split(args.queues) or ["default"]),
+                            config=args.config, extra=tuple(args.extra))
+    logging.getLogger("anytask").info("starting %s worker with %d task(s)", client.url.masked, len(tasks))
+    return client.adapter.run_worker(tasks, options)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.urls)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="anytask", description="One API over Celery, RQ, Dramatiq, Huey and TaskiQ.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    w = sub.add_parser(
+        "worker", help="run the backend's own worker with your tasks registered",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start the library's own worker machinery (rq worker, huey_consumer, celery worker, "
+                    "dramatiq, taskiq worker) with every @anytask.task of the given modules registered "
+                    "natively under its name. SIGTERM/SIGINT shut it down the library's way; the exit code "
+                    "is the worker's.",
+        epilog=f"{URL_HELP}\n\nexample:\n  anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks --concurrency 4\n"
+               "  anytask worker celery+amqp://guest:guest@127.0.0.1:5672// --tasks myapp.tasks -- --loglevel=debug")
+    w.add_argument("url", nargs="?", help="backend URL (see below); default $ANYTASK_URL")
+    w.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
+                   help="module(s) that define the tasks; imported before the worker starts")
+    w.add_argument("--concurrency", "-c", type=int, default=2, help="execution slots (processes, threads or "
+                   "async slots, as the backend's pool uses; default 2)")
+    w.add_argument("--queues", "-Q", action="append", metavar="QUEUE[,QUEUE]", help="queues to consume (default: default)")
+    w.add_argument("--config", choices=["defaults", "tuned", "reliable"], default="defaults",
+                   help="named configuration: the library's defaults, its documented throughput tuning, or "
+                        "acks-late style reliability (default: defaults)")
+    w.add_argument("extra", nargs="*", help="after '--': extra arguments for the native worker")
+    w.set_defaults(func=cmd_worker)
+
+    d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
+    d.add_argument("urls", nargs="*", help="backend URLs (default: every backend whose broker answers)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("ANYTASK_LOG", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AnytaskError as exc:
+        from .facade.url import mask
+
+        print(f"anytask: error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,36 @@
+"""anytask's core: public types and the client. Imports no queue or broker library."""
+
+from .adapter import Adapter, WorkerOptions
+from .capabilities import Capabilities, Feature, FeatureSupport, Support, emulated, native, unsupported
+from .client import Client, TaskHandle, connect
+from .errors import (
+    AnytaskError,
+    BrokerUnavailable,
+    ConfigurationError,
+    InvalidTask,
+    InvalidURL,
+    MissingDependency,
+    NotSerializable,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotRegistered,
+    UnknownScheme,
+    UnknownTaskId,
+    UnsupportedFeature,
+)
+from .execution import TaskContext, current_task, progress
+from .records import ErrorInfo, Message, TaskResult
+from .status import Status
+from .task import Task, TaskOptions, get_task, registered_tasks, task
+from .url import BackendURL, mask, parse_url
+
+__all__ = [
+    "Adapter", "AnytaskError", "BackendURL", "BrokerUnavailable", "Capabilities", "Client",
+    "ConfigurationError", "ErrorInfo", "Feature", "FeatureSupport", "InvalidTask", "InvalidURL",
+    "Message", "MissingDependency", "NotSerializable", "ResultTimeout", "Status", "Support", "Task",
+    "TaskCancelled", "TaskContext", "TaskFailed", "TaskHandle", "TaskNotRegistered", "TaskOptions",
+    "TaskResult", "UnknownScheme", "UnknownTaskId", "UnsupportedFeature", "WorkerOptions", "connect",
+    "current_task", "emulated", "get_task", "mask", "native", "parse_url", "progress",
+    "registered_tasks", "task", "unsupported",
+]

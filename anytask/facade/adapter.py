@@ -1,0 +1,105 @@
+"""The contract every backend implements. See docs/writing-an-adapter.md.
+
+An adapter is constructed from a :class:`BackendURL`. On the producer side it enqueues a
+:class:`Message` and reads a :class:`TaskResult`; on the worker side it starts the library's own
+worker with the given tasks registered natively under their names.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .capabilities import Capabilities
+from .errors import ResultTimeout
+from .records import Message, TaskResult
+from .task import Task
+from .url import BackendURL
+
+DEFAULT_CONNECT_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How ``anytask worker`` asks an adapter to run its library's worker."""
+
+    concurrency: int = 2
+    queues: tuple[str, ...] = ("default",)
+    config: str = "defaults"  # "defaults" | "tuned" | "reliable" (named configurations)
+    extra: tuple[str, ...] = ()  # extra arguments passed through to the native worker CLI
+
+
+class Adapter(abc.ABC):
+    """Base class of the backends. Subclasses set ``capabilities`` and implement the abstract methods."""
+
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, url: BackendURL) -> None:
+        self.url = url
+        self.connect_timeout = float(url.params.get("timeout", DEFAULT_CONNECT_TIMEOUT))
+
+    @property
+    def name(self) -> str:
+        return self.url.scheme
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url.masked}>"
+
+    # -- producer side -------------------------------------------------------------------
+    @abc.abstractmethod
+    def submit(self, task: Task[Any, Any], message: Message) -> None:
+        """Enqueue ``message`` under ``message.id``; raise BrokerUnavailable if the broker does not answer."""
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> TaskResult:
+        """The current state of ``task_id`` (``TaskResult.unknown`` if never seen). Must not consume the result."""
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult:
+        """Block until the task is finished; default: poll ``get`` with a short backoff."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            res = self.get(task_id)
+            if res.finished:
+                return res
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {task_id} not finished after {timeout}s (status {res.status.value})")
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.05)
+
+    async def asubmit(self, task: Task[Any, Any], message: Message) -> None:
+        await asyncio.to_thread(self.submit, task, message)
+
+    async def aget(self, task_id: str) -> TaskResult:
+        return await asyncio.to_thread(self.get, task_id)
+
+    async def await_(self, task_id: str, timeout: float | None) -> TaskResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            res = await self.aget(task_id)
+            if res.finished:
+                return res
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {task_id} not finished after {timeout}s (status {res.status.value})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable unless the broker (and state store) answer. Default: no check."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def purge(self, queues: Sequence[str] = ("default",)) -> None:
+        """Drop every waiting message of ``queues`` and this backend's records (tests, benchmarks)."""
+
+    # -- worker side -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        """Run the library's own worker with ``tasks`` registered natively; return its exit code."""

@@ -1,0 +1,97 @@
+"""State records for libraries that keep no task states of their own.
+
+Huey, Dramatiq and TaskiQ store results but not "queued/running/retrying". Their adapters
+record the state through the library's own hooks (signals, middleware) into a
+:class:`StateStore` that lives in the backend's own storage (Huey's storage, Redis). The
+record is one JSON-able dict per task id; :class:`Recorder` writes it the same way for all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from .records import ErrorInfo, TaskResult
+from .status import Status
+
+DEFAULT_TTL = 7 * 24 * 3600.0  # state records and results expire after a week unless told
+
+
+class StateStore(Protocol):
+    """Where an adapter keeps one record per task id. Writes merge fields into the record."""
+
+    def write(self, task_id: str, fields: dict[str, Any], ttl: float | None) -> None: ...
+
+    def read(self, task_id: str) -> dict[str, Any] | None: ...
+
+    def delete(self, task_id: str) -> None: ...
+
+
+class MemoryStateStore:
+    """A dict, for the memory backend and tests."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, Any]] = {}
+
+    def write(self, task_id: str, fields: dict[str, Any], ttl: float | None) -> None:
+        self._data.setdefault(task_id, {}).update(fields)
+
+    def read(self, task_id: str) -> dict[str, Any] | None:
+        rec = self._data.get(task_id)
+        return dict(rec) if rec is not None else None
+
+    def delete(self, task_id: str) -> None:
+        self._data.pop(task_id, None)
+
+
+class Recorder:
+    """Writes the state transitions of a task into a :class:`StateStore`."""
+
+    def __init__(self, store: StateStore, ttl: float | None = DEFAULT_TTL) -> None:
+        self.store = store
+        self.ttl = ttl
+
+    def _w(self, task_id: str, fields: dict[str, Any], ttl: float | None = None) -> None:
+        self.store.write(task_id, fields, ttl if ttl is not None else self.ttl)
+
+    def submitted(self, task_id: str, task_name: str, *, scheduled: bool = False,
+                  enqueued_at: float | None = None, ttl: float | None = None) -> None:
+        self._w(task_id, {"status": (Status.SCHEDULED if scheduled else Status.QUEUED).value,
+                          "task_name": task_name, "enqueued_at": enqueued_at or time.time(),
+                          "attempts": 0}, ttl)
+
+    def started(self, task_id: str, attempt: int | None = None) -> None:
+        fields: dict[str, Any] = {"status": Status.RUNNING.value, "started_at": time.time()}
+        if attempt is not None:
+            fields["attempts"] = attempt
+        self._w(task_id, fields)
+
+    def succeeded(self, task_id: str, value: Any, *, store_value: bool = True) -> None:
+        fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time()}
+        if store_value:
+            fields["value"] = value
+        self._w(task_id, fields)
+
+    def failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool) -> None:
+        fields: dict[str, Any] = {"status": (Status.RETRYING if will_retry else Status.FAILED).value,
+                                  "error": error.to_dict()}
+        if not will_retry:
+            fields["finished_at"] = time.time()
+        self._w(task_id, fields)
+
+    def cancelled(self, task_id: str, note: str = "") -> None:
+        self._w(task_id, {"status": Status.CANCELLED.value, "finished_at": time.time(), "note": note})
+
+    def progress(self, task_id: str, progress: dict[str, Any]) -> None:
+        self._w(task_id, {"progress": progress})
+
+    def read(self, task_id: str) -> TaskResult:
+        rec = self.store.read(task_id)
+        if not rec:
+            return TaskResult.unknown(task_id)
+        rec = dict(rec)
+        rec["id"] = task_id
+        return TaskResult.from_dict(rec)
+
+    def forget(self, task_id: str) -> None:
+        self.store.delete(task_id)

@@ -1,0 +1,91 @@
+"""Module-level tasks used by the conformance suite and the probes (workers import this module)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from anytask import progress, task
+
+
+class TaskBoom(Exception):
+    """Raised on purpose by :func:`fail`."""
+
+
+@task
+def ping() -> str:
+    return "pong"
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def echo(value: Any) -> Any:
+    return value
+
+
+@task
+def return_none() -> None:
+    return None
+
+
+@task
+def fail(message: str) -> None:
+    raise TaskBoom(message)
+
+
+@task
+def bad_return() -> Any:
+    return {1, 2, 3}  # a set is not JSON
+
+
+@task
+def sleep(seconds: float, value: Any = None) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+@task
+async def async_add(x: int, y: int) -> int:
+    await asyncio.sleep(0.01)
+    return x + y
+
+
+def _append(path: str, line: str) -> int:
+    """Append a line and return how many lines the file has now (O_APPEND is atomic for short lines)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    with open(path) as fh:
+        return sum(1 for _ in fh)
+
+
+@task
+def record(path: str, token: str) -> str:
+    """Append ``token`` to ``path``: the suite counts executions per token."""
+    _append(path, token)
+    return token
+
+
+@task
+def flaky(path: str, failures: int) -> int:
+    """Fail the first ``failures`` runs (counted in ``path``), then return the run number."""
+    n = _append(path, "run")
+    if n <= failures:
+        raise TaskBoom(f"run {n} fails on purpose")
+    return n
+
+
+@task
+def with_progress(steps: int, pause: float) -> int:
+    for i in range(steps):
+        progress(i + 1, steps, stage="step")
+        time.sleep(pause)
+    return steps
