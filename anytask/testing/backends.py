@@ -43,11 +43,11 @@ def default_cases() -> list[BackendCase]:
         BackendCase("huey+redis", f"huey+redis://{r}/1"),
         BackendCase("rq+redis", f"rq+redis://{r}/2"),
         BackendCase("celery+redis", f"celery+redis://{r}/3"),
-        BackendCase("celery+amqp", f"celery+amqp://{a}//?result=redis://{r}/4"),
+        BackendCase("celery+amqp", f"celery+amqp://{a}//?result=redis://{r}/4&prefix=t_celery."),
         BackendCase("dramatiq+redis", f"dramatiq+redis://{r}/5"),
-        BackendCase("dramatiq+amqp", f"dramatiq+amqp://{a}/?result=redis://{r}/6"),
+        BackendCase("dramatiq+amqp", f"dramatiq+amqp://{a}/?result=redis://{r}/6&prefix=t_dramatiq."),
         BackendCase("taskiq+redis", f"taskiq+redis://{r}/7"),
-        BackendCase("taskiq+amqp", f"taskiq+amqp://{a}/?result=redis://{r}/8"),
+        BackendCase("taskiq+amqp", f"taskiq+amqp://{a}/?result=redis://{r}/8&prefix=t_taskiq."),
     ]
 
 

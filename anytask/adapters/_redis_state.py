@@ -1,0 +1,72 @@
+"""A :class:`~anytask.facade.state.StateStore` in Redis, shared by the adapters that need one.
+
+One hash per task id (``anytask:state:<id>`` under an optional prefix); each field holds JSON.
+Writes merge fields and refresh the TTL in one round trip (a MULTI pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from ..facade.errors import BrokerUnavailable
+from ..facade.url import mask
+
+
+
+@contextmanager
+def broker_errors(what: str, url: str) -> Iterator[None]:
+    """Turn redis-py connection errors into BrokerUnavailable naming the (masked) URL."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BrokerUnavailable(f"{what}: Redis at {mask(url)} did not answer ({exc}); is it running? "
+                                "Start one with 'anytask brokers up' or check the URL") from None
+    except redis.AuthenticationError as exc:
+        raise BrokerUnavailable(f"{what}: Redis at {mask(url)} refused the credentials ({exc})") from None
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0),
+                                health_check_interval=30)
+
+
+class RedisStateStore:
+    def __init__(self, client: redis.Redis, prefix: str = "anytask:state:", url: str = "") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.url = url
+
+    def key(self, task_id: str) -> str:
+        return self.prefix + task_id
+
+    def write(self, task_id: str, fields: dict[str, Any], ttl: float | None) -> None:
+        key = self.key(task_id)
+        with broker_errors("writing task state", self.url):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(key, mapping={k: json.dumps(v) for k, v in fields.items()})
+            if ttl:
+                pipe.expire(key, int(ttl))
+            pipe.execute()
+
+    def read(self, task_id: str) -> dict[str, Any] | None:
+        with broker_errors("reading task state", self.url):
+            raw = self.client.hgetall(self.key(task_id))
+        if not raw:
+            return None
+        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+
+    def delete(self, task_id: str) -> None:
+        with broker_errors("deleting task state", self.url):
+            self.client.delete(self.key(task_id))
+
+    def purge(self) -> None:
+        with broker_errors("purging task states", self.url):
+            for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+                self.client.delete(key)
+
+
