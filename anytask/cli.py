@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
     d.add_argument("urls", nargs="*", help="backend URLs (default: every backend whose broker answers)")
     d.set_defaults(func=cmd_demo)
+
+    # Subcommands of the optional parts (bench, brokers, report, probe) register themselves.
+    for module in ("anytask.bench.cli", "anytask.report.cli", "anytask.probe.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name and exc.name.startswith("anytask"):
+                continue  # that part does not exist yet
+            raise
+        mod.register(sub)
     return p
 
 
