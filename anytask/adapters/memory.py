@@ -43,6 +43,10 @@ class MemoryAdapter(Adapter):
             Feature.ASYNC_TASKS: native("async functions run with asyncio.run in a pool thread"),
             Feature.DELAY: native("threading.Timer before the task enters the pool"),
             Feature.TIMEOUT: unsupported("a running thread cannot be interrupted in-process"),
+            Feature.PROGRESS: native("anytask.progress() writes into the in-memory record"),
+            **{f: unsupported("not wired in anytask yet for memory://") for f in (
+                Feature.PRIORITY, Feature.CANCEL, Feature.CHAIN, Feature.GROUP, Feature.CHORD,
+                Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL, Feature.PERIODIC)},
         },
         needs_worker=False,
         delivery="at-most-once (in-process: lost if the process dies)",

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .errors import InvalidURL
 
@@ -83,6 +83,6 @@ def parse_url(url: str) -> BackendURL:
     else:
         library, transport = scheme, ""
     broker_scheme = transport or library
-    broker = urlunsplit((broker_scheme, parts.netloc, parts.path, "", ""))
+    broker = f"{broker_scheme}://{rest.split('?', 1)[0].split('#', 1)[0]}"
     return BackendURL(raw=url, scheme=scheme, library=library, transport=transport,
                       broker_url=broker, params=params)

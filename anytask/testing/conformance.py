@@ -28,7 +28,6 @@ from anytask.facade.errors import (
 from . import tasks
 from .plugin import BackendUnderTest
 
-__all__ = [name for name in list(globals()) if name.startswith("test_")]  # filled at the end
 
 RESULT_TIMEOUT = float(os.environ.get("ANYTASK_TEST_RESULT_TIMEOUT", "30"))
 
@@ -266,6 +265,21 @@ def test_timeout_stops_long_task(anytask_backend: BackendUnderTest) -> None:
     with pytest.raises(TaskFailed):
         h.result(timeout=RESULT_TIMEOUT)
     assert time.monotonic() - t0 < 9.0
+
+
+def test_progress_is_readable_while_running(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.PROGRESS)
+    h = anytask_backend.client.submit(tasks.with_progress, 4, 0.5)
+    deadline = time.monotonic() + 15
+    seen = None
+    while time.monotonic() < deadline and not seen:
+        p = h.progress()
+        if p and p.get("done", 0) >= 1 and h.status() is Status.RUNNING:
+            seen = p
+        time.sleep(0.05)
+    assert seen is not None and seen["total"] == 4 and seen["stage"] == "step"
+    assert h.result(timeout=RESULT_TIMEOUT) == 4
+    assert h.progress() == {"done": 4, "total": 4, "stage": "step"}
 
 
 __all__ = [name for name in list(globals()) if name.startswith("test_")]
