@@ -1,0 +1,38 @@
+# The two commands a newcomer runs: `make bench` (the main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= bench-out/quick
+
+.PHONY: venv bench test demo bench-full bench-micro lint typecheck clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## main job: the quick benchmark of every reachable backend, then its report
+bench: venv
+	$(BIN)/anytask bench run --profile quick --out $(OUT)
+
+bench-full: venv
+	$(BIN)/anytask bench run --profile full --out results/reference
+
+## the test suite (conformance suite over all ten backends + unit tests)
+test: venv
+	$(BIN)/python -m pytest
+
+demo: venv
+	$(BIN)/anytask demo
+
+typecheck: venv
+	$(BIN)/python -m mypy --strict anytask/facade
+
+lint: venv
+	$(BIN)/python -m ruff check anytask tests
+
+clean:
+	rm -rf $(VENV) bench-out .pytest_cache .mypy_cache
