@@ -1,0 +1,110 @@
+"""``anytask bench run`` and ``anytask brokers up|down|status``.
+
+Heavy optional dependencies (rich, psutil, docker) are imported inside the command functions,
+so ``anytask worker`` never needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from . import orchestrate, scenarios, targets
+    from .results import Record
+
+    profile = scenarios.PROFILES[args.profile]
+    out_dir = os.path.abspath(args.out)
+    iso = targets.Isolation("probe", workdir=out_dir)
+    fallback = False
+    if args.backends:
+        chosen = targets.parse_list(args.backends)
+    else:
+        chosen, fallback = targets.default_targets(iso)
+    names = _csv(args.scenarios) or list(profile.scenarios)
+    try:
+        scs = scenarios.load(names, args.profile)
+    except ValueError as exc:
+        print(f"anytask bench: {exc}", file=sys.stderr)
+        return 2
+    if args.n:
+        from dataclasses import replace
+
+        scs = [replace(s, n=args.n) for s in scs]
+    opts = orchestrate.Options(
+        profile=args.profile, targets=tuple(chosen), scenarios=tuple(scs),
+        repeats=args.repeat or profile.repeats, out_dir=out_dir,
+        configs=tuple(_csv(args.configs) or profile.configs), modes=tuple(_csv(args.modes) or profile.modes),
+        slots=args.slots, ceilings=not args.no_ceilings, resources=not args.no_resources, fallback=fallback,
+        **({"seed": args.seed} if args.seed is not None else {}))
+    display: Any
+    try:
+        from .display import RichDisplay
+
+        display = RichDisplay()
+    except ImportError:
+        display = orchestrate.QuietDisplay()
+    if fallback:
+        print("no broker answers: running huey+sqlite and memory only. Start Redis and RabbitMQ with "
+              "'anytask brokers up' (then 'anytask brokers status') to benchmark every backend.", file=sys.stderr)
+    run = orchestrate.run(opts, display)
+    doc = run.to_dict()
+    errors: list[Record] = [r for r in run.results if r.error]
+    try:
+        from .display import print_summary
+
+        print_summary(doc, errors)
+    except ImportError:
+        import json
+
+        print(json.dumps(doc.get("summary"), indent=1))
+    print(f"wrote {os.path.join(out_dir, 'run.json')} ({len(run.results)} records; raw per-task data in "
+          f"{os.path.join(out_dir, 'raw')})")
+    return 130 if doc.get("interrupted") else 0
+
+
+def cmd_brokers(args: argparse.Namespace) -> int:
+    from . import brokers
+
+    return brokers.main(args.action, redis_port=args.redis_port, amqp_port=args.amqp_port, prefer=args.via)
+
+
+def register(sub: Any) -> None:
+    b = sub.add_parser("bench", help="benchmark the backends side by side (native and facade)")
+    bsub = b.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    bsub.required = True
+    r = bsub.add_parser("run", help="run the benchmark scenarios and write DIR/run.json",
+                        description="Measure each backend through its own API (native) and through anytask "
+                                    "(facade), in two configurations, and write run.json plus raw per-task stamps. "
+                                    "See docs/methodology.md.")
+    r.add_argument("--profile", choices=["quick", "full"], default="quick")
+    r.add_argument("--backends", help="comma-separated, e.g. celery+redis,rq+redis (default: every backend whose "
+                                      "broker answers; memory and huey+sqlite when none does)")
+    r.add_argument("--scenarios", help="comma-separated scenario names (files in scenarios/); default per profile")
+    r.add_argument("--repeat", type=int, help="repeats (default: quick 1, full 3)")
+    r.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
+    r.add_argument("--configs", help="defaults,tuned (default both)")
+    r.add_argument("--modes", help="native,facade (default both)")
+    r.add_argument("--slots", type=int, default=2, help="execution slots per backend (default 2)")
+    r.add_argument("--n", type=int, help="override the task count of every scenario (smoke runs)")
+    r.add_argument("--seed", type=int, help="seed of the randomised backend order")
+    r.add_argument("--no-ceilings", action="store_true", help="skip the raw broker ceilings")
+    r.add_argument("--no-resources", action="store_true", help="skip psutil sampling")
+    r.set_defaults(func=cmd_bench_run)
+
+    k = sub.add_parser("brokers", help="start, stop or check Redis and RabbitMQ for the benchmarks",
+                       description="up: start Redis and RabbitMQ through Docker when an engine answers (the images "
+                                   "and ports of docker-compose.yml), else the local redis-server/rabbitmq-server "
+                                   "binaries; down: stop what 'up' started; status: what answers on which URL.")
+    k.add_argument("action", choices=["up", "down", "status"])
+    k.add_argument("--redis-port", type=int, default=6379)
+    k.add_argument("--amqp-port", type=int, default=5672)
+    k.add_argument("--via", choices=["auto", "docker", "local"], default="auto")
+    k.set_defaults(func=cmd_brokers)

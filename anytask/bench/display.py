@@ -1,0 +1,102 @@
+"""The rich progress display during a run and the summary table at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .results import Record
+
+
+class RichDisplay:
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console, transient=False)
+        self.overall: Any = None
+        self.current: Any = None
+
+    def begin(self, total: int) -> None:
+        self.progress_bar.start()
+        self.overall = self.progress_bar.add_task("measurements", total=total)
+
+    def measurement(self, label: str, total: int) -> None:
+        if self.current is not None:
+            self.progress_bar.remove_task(self.current)
+        self.current = self.progress_bar.add_task(f"  {label} (tasks)", total=total)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.current is not None:
+            self.progress_bar.update(self.current, completed=done, total=total)
+
+    def done(self, record: Record) -> None:
+        self.progress_bar.advance(self.overall)
+        if record.error and "not-applicable" not in record.flags:
+            self.console.print(f"[yellow]{record.scenario} {record.backend} {record.config} {record.mode}: "
+                               f"{record.error.splitlines()[0][:200]}[/]")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/]")
+
+    def end(self) -> None:
+        if self.current is not None:
+            self.progress_bar.remove_task(self.current)
+            self.current = None
+        self.progress_bar.stop()
+
+
+def _f(x: Any, fmt: str = "{:.0f}") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, dict):
+        med, lo, hi = x.get("median"), x.get("min"), x.get("max")
+        if med is None:
+            return "-"
+        s = fmt.format(med)
+        return s if lo == hi else f"{s} ({fmt.format(lo)}-{fmt.format(hi)})"
+    return fmt.format(x)
+
+
+def summary_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="anytask bench: medians (min-max over repeats)", show_lines=False)
+    for col in ("scenario", "backend", "config", "mode", "slots/pool", "done/lost/dup", "enq/s", "drain/s",
+                "ms/task", "ideal s", "eff", "p50 ms", "p99 ms", "enq→start p50", "end→seen p50",
+                "facade/native", "of floor", "flags"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        tput = r.get("throughput") or {}
+        lat = r.get("latency_ms") or {}
+        ratio = r.get("facade_vs_native_throughput") or r.get("facade_vs_native_latency_p50")
+        floor = r.get("of_floor_throughput") or r.get("of_floor_latency")
+        t.add_row(r["scenario"] + (f" x{r['workers']}" if r["scenario"] == "scale" else ""), r["backend"],
+                  r["config"], r["mode"], f"{r['slots']} {r['pool'][:24]}",
+                  f"{r['completed']}/{r['lost']}/{r['duplicated']}",
+                  _f(r.get("enqueue_rate")), _f(tput),
+                  _f(1000 / tput["median"], "{:.2f}") if tput.get("median") else "-",
+                  _f(r.get("ideal_s"), "{:.2f}"), _f(r.get("efficiency"), "{:.2f}"),
+                  _f(lat.get("p50"), "{:.2f}"), _f(lat.get("p99"), "{:.2f}"),
+                  _f((lat.get("enqueue_to_start") or {}).get("p50"), "{:.2f}"),
+                  _f((lat.get("end_to_result") or {}).get("p50"), "{:.2f}"),
+                  _f(ratio, "{:.2f}"), _f(floor, "{:.2f}"), " ".join(r["flags"]))
+    return t
+
+
+def print_summary(run_doc: dict[str, Any], errors: list[Record]) -> None:
+    from rich.console import Console
+
+    c = Console(width=max(Console().width, 200))
+    c.print(summary_table(run_doc.get("summary", [])))
+    for name, ceil in (run_doc.get("ceilings") or {}).items():
+        c.print(f"ceiling {name}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in ceil.items()))
+    instr = run_doc.get("instrumentation") or {}
+    if instr:
+        c.print(f"instrumentation: {instr.get('stamp_pair_us', 0):.2f} µs per task (start+end stamp)")
+    for e in errors:
+        if "not-applicable" in e.flags:
+            continue
+        c.print(f"[red]not measured[/] {e.scenario} {e.backend} {e.config} {e.mode}: {(e.error or '').splitlines()[0][:160]}")

@@ -1,0 +1,278 @@
+"""A whole run: sessions over backends x configurations x modes x repeats, in random order.
+
+Each session starts its workers once (outside every measured window), runs the scenarios, stops
+the workers and purges. The run document is rewritten after every session, so Ctrl-C keeps what
+was measured.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from . import results, runner, stamps
+from .driver import Driver, FacadeDriver, Setup
+from .results import Record, Run
+from .scenarios import Scenario
+from .stamps import StampReader
+from .targets import Isolation, Target
+
+
+@dataclass(frozen=True)
+class Options:
+    profile: str
+    targets: tuple[Target, ...]
+    scenarios: tuple[Scenario, ...]
+    repeats: int
+    out_dir: str
+    configs: tuple[str, ...] = ("defaults", "tuned")
+    modes: tuple[str, ...] = ("native", "facade")
+    slots: int = 2
+    seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**31))
+    ceilings: bool = True
+    resources: bool = True
+    fallback: bool = False  # no broker answered: memory and huey+sqlite only
+
+
+class Display(Protocol):
+    def begin(self, total: int) -> None: ...
+    def measurement(self, label: str, total: int) -> None: ...
+    def progress(self, done: int, total: int) -> None: ...
+    def done(self, record: Record) -> None: ...
+    def note(self, text: str) -> None: ...
+    def end(self) -> None: ...
+
+
+class QuietDisplay:
+    def begin(self, total: int) -> None: ...
+    def measurement(self, label: str, total: int) -> None: ...
+    def progress(self, done: int, total: int) -> None: ...
+    def done(self, record: Record) -> None: ...
+    def note(self, text: str) -> None: ...
+    def end(self) -> None: ...
+
+
+class Unsupported(Exception):
+    """This backend has no such mode (memory has no native library)."""
+
+
+def make_driver(mode: str, setup: Setup) -> Driver:
+    if mode == "facade":
+        return FacadeDriver(setup)
+    if setup.target.id == "memory":
+        raise Unsupported("memory:// is anytask's own in-process backend: it has no native library")
+    from .native import driver_for
+
+    return driver_for(setup)
+
+
+def flush_redis(iso: Isolation) -> None:
+    """Empty the dedicated bench database (isolation: before and after every session)."""
+    import redis
+
+    client = redis.Redis.from_url(iso.redis_url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def session_order(targets: list[Target], configs: tuple[str, ...], modes: tuple[str, ...], repeats: int,
+                  seed: int) -> list[tuple[int, Target, str, str]]:
+    """Every (repeat, backend, configuration, mode), backends in a fresh random order per repeat."""
+    rng = random.Random(seed)
+    out = []
+    for rep in range(1, repeats + 1):
+        order = rng.sample(targets, len(targets))
+        for t in order:
+            for cfg in configs:
+                for mode in rng.sample(list(modes), len(modes)):
+                    out.append((rep, t, cfg, mode))
+    return out
+
+
+def _count(scenarios: tuple[Scenario, ...]) -> int:
+    return sum(len(s.workers) if s.kind == "scale" else 1 for s in scenarios)
+
+
+class RunState:
+    def __init__(self, opts: Options, display: Display) -> None:
+        self.opts = opts
+        self.display = display
+        self.run = Run()
+        self.run_id = uuid.uuid4().hex[:8]
+        self.work = os.path.join(opts.out_dir, "work")
+        self.iso = Isolation(self.run_id, workdir=os.path.abspath(self.work))
+        self.tag_n = 0
+        self.cpu_rounds = 1
+        self.instrumentation_s: float | None = None
+        self.capacity: dict[tuple[str, str, str, int], float] = {}
+
+    def tag(self) -> str:
+        self.tag_n += 1
+        return f"{self.run_id}m{self.tag_n}"
+
+    def save(self) -> str:
+        return self.run.write(self.opts.out_dir)
+
+
+def run(opts: Options, display: Display | None = None) -> Run:
+    from . import environment
+
+    display = display or QuietDisplay()
+    st = RunState(opts, display)
+    os.makedirs(st.work, exist_ok=True)
+    st.run.environment = environment.capture([t.id for t in opts.targets], st.iso)
+    st.instrumentation_s = stamps.instrumentation_cost(os.path.join(st.work, "cost"))
+    if any(s.task == "cpu" for s in opts.scenarios):
+        from .work import cpu_rounds
+
+        st.cpu_rounds = cpu_rounds(max(s.work_ms for s in opts.scenarios if s.task == "cpu"))
+    order = session_order(list(opts.targets), opts.configs, opts.modes, opts.repeats, opts.seed)
+    st.run.meta = {"profile": opts.profile, "run_id": st.run_id, "seed": opts.seed, "slots": opts.slots,
+                   "repeats": opts.repeats, "fallback": opts.fallback,
+                   "scenarios": [s.name for s in opts.scenarios],
+                   "order": [f"r{r} {t.id} {c} {m}" for r, t, c, m in order],
+                   "instrumentation": {"stamp_pair_us": st.instrumentation_s * 1e6, "cpu_rounds": st.cpu_rounds},
+                   "interrupted": False, "started": time.time()}
+    st.save()
+    display.begin(len(order) * _count(opts.scenarios))
+    try:
+        if opts.ceilings:
+            from . import ceilings
+
+            display.note("measuring raw broker ceilings")
+            st.run.ceilings = ceilings.measure(opts.targets, st.iso, quick=opts.profile == "quick")
+            st.save()
+        for rep, target, cfg, mode in order:
+            session(st, rep, target, cfg, mode)
+            st.save()
+    except KeyboardInterrupt:
+        st.run.meta["interrupted"] = True
+        display.note("interrupted: workers stopped, keeping what was measured")
+    finally:
+        from . import summary
+
+        st.run.meta["finished"] = time.time()
+        st.run.meta["summary"] = summary.aggregate(st.run.results, st.run.ceilings)
+        st.save()
+        display.end()
+    return st.run
+
+
+def _base(scenario: Scenario, target: Target, cfg: str, mode: str, rep: int, slots: int) -> Record:
+    return Record(scenario=scenario.name, backend=target.id, config=cfg, mode=mode, repeat=rep, n=scenario.n,
+                  slots=slots)
+
+
+def _error_records(st: RunState, rep: int, target: Target, cfg: str, mode: str, why: str,
+                   scenarios: tuple[Scenario, ...], flag: str) -> None:
+    for sc in scenarios:
+        for w in (sc.workers or (1,)):
+            rec = replace(_base(sc, target, cfg, mode, rep, w if sc.kind == "scale" else st.opts.slots),
+                          workers=w, error=why, flags=(flag,))
+            st.run.results.append(rec)
+            st.display.done(rec)
+
+
+def session(st: RunState, rep: int, target: Target, cfg: str, mode: str) -> None:
+    opts = st.opts
+    key = f"{target.id}/{cfg}/{mode}"
+    sdir = os.path.join(st.work, "stamps", f"{target.id.replace('+', '-')}-{cfg}-{mode}-r{rep}")
+    logs = os.path.join(st.work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    setup = Setup(target, cfg, opts.slots, st.iso, sdir, logs)
+    try:
+        driver = make_driver(mode, setup)
+    except Unsupported as exc:
+        _error_records(st, rep, target, cfg, mode, str(exc), opts.scenarios, "not-applicable")
+        return
+    except Exception as exc:  # noqa: BLE001 - missing adapter or library: record it, go on
+        _error_records(st, rep, target, cfg, mode, f"{type(exc).__name__}: {exc}", opts.scenarios, "error")
+        return
+    st.run.configs[key] = driver.describe()
+    regular = tuple(s for s in opts.scenarios if s.kind != "scale")
+    scale = tuple(s for s in opts.scenarios if s.kind == "scale")
+    done: set[str] = set()
+    try:
+        _isolate(st, target, driver)
+        if regular:
+            driver.start()
+            reader = StampReader(sdir)
+            for sc in regular:
+                rec = measure(st, driver, reader, sc, rep, target, cfg, mode, opts.slots, 1)
+                done.add(sc.name)
+                st.run.results.append(rec)
+                st.display.done(rec)
+            driver.stop()
+        for sc in scale:
+            for procs in sc.workers:
+                driver.start(processes=procs, concurrency=1)
+                reader = StampReader(sdir)
+                rec = measure(st, driver, reader, sc, rep, target, cfg, mode, procs, procs)
+                st.run.results.append(rec)
+                st.display.done(rec)
+                driver.stop()
+            done.add(sc.name)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing backend must not stop the run
+        left = tuple(s for s in opts.scenarios if s.name not in done)
+        _error_records(st, rep, target, cfg, mode, f"{type(exc).__name__}: {exc}"[:2000], left, "error")
+    finally:
+        driver.stop()
+        try:
+            _isolate(st, target, driver)
+        finally:
+            driver.close()
+
+
+def _isolate(st: RunState, target: Target, driver: Driver) -> None:
+    driver.purge()
+    if target.uses_redis():
+        flush_redis(st.iso)
+
+
+def measure(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, rep: int, target: Target, cfg: str,
+            mode: str, slots: int, workers: int) -> Record:
+    n = sc.n
+    label = f"{sc.name} {target.id} {cfg} {mode} r{rep}" + (f" x{workers}" if sc.kind == "scale" else "")
+    st.display.measurement(label, n)
+    tag = st.tag()
+    sampler = None
+    if st.opts.resources:
+        from .resources import Sampler, default_groups
+
+        def sampler() -> Any:
+            return Sampler(default_groups(driver.pids)).start()
+
+    if sc.kind in ("throughput", "scale"):
+        out = runner.measure_throughput(driver, reader, sc, n, tag, slots, st.cpu_rounds, st.display.progress,
+                                        sampler)
+        rec_fields = runner.summarize(out, sc, slots, st.instrumentation_s)
+        if sc.name == "throughput-noop" and rec_fields.get("throughput"):
+            st.capacity[(target.id, cfg, mode, rep)] = rec_fields["throughput"]
+    elif sc.kind == "latency-sporadic":
+        out = runner.measure_sporadic(driver, reader, sc, n, tag, st.cpu_rounds, st.display.progress)
+        rec_fields = runner.summarize(out, sc, slots)
+    else:
+        cap = st.capacity.get((target.id, cfg, mode, rep))
+        rate = cap * sc.load if cap else sc.fallback_rate
+        waiter = driver.producer_twin()
+        try:
+            out = runner.measure_steady(driver, waiter, reader, sc, n, rate, tag, st.display.progress)
+        finally:
+            if waiter is not driver:
+                waiter.close()
+        rec_fields = runner.summarize(out, sc, slots)
+        if not cap:
+            rec_fields["flags"] = (*rec_fields["flags"], "rate-from-fallback")
+    rec = replace(_base(sc, target, cfg, mode, rep, slots), workers=workers,
+                  pool=str(st.run.configs.get(f"{target.id}/{cfg}/{mode}", {}).get("pool", "")), **rec_fields)
+    name = results.raw_name(rec)
+    results.write_raw(st.opts.out_dir, name, out.bids, out.stamps)
+    return replace(rec, raw=name)

@@ -1,0 +1,264 @@
+"""The phases of one measurement, each with its own timer, and the loop over a whole run.
+
+Per (backend, configuration, mode, repeat) a *session* starts the workers once and waits until
+they answer a ping (boot is never inside a measured window), then runs each scenario:
+
+* throughput: ``slots`` gate tasks take every execution slot; the harness waits until all of
+  them have started (every consumer is registered and busy), enqueues N tasks (enqueue timer),
+  opens the gate, and waits for N end stamps (drain window = first start -> last end, from the
+  stamps). The producer never polls results inside the drain.
+* latency-sporadic: one task at a time after an idle gap; producer waits for each result.
+* latency-steady: open-loop arrivals at a fixed interval; a second producer connection waits
+  for results in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import metrics
+from .driver import Driver
+from .scenarios import Scenario
+from .stamps import StampReader, TaskStamps, clock
+
+GATE_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_GATE_TIMEOUT", "10"))
+STALL_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_STALL_TIMEOUT", "15"))
+RESULT_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_RESULT_TIMEOUT", "10"))
+POLL = 0.05
+
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class Outcome:
+    """What one measured phase produced, before it becomes a :class:`~.results.Record`."""
+
+    bids: list[str]
+    stamps: dict[str, TaskStamps]
+    enqueue_s: float | None = None
+    flags: list[str] = field(default_factory=list)
+    resources: dict[str, Any] | None = None
+    arrival_rate: float | None = None
+    clock_start: float | None = None  # when the first measured task was enqueued
+    ready_at: float | None = None  # when every slot was known to be consuming (gates started)
+
+
+def task_args(scenario: Scenario, cpu_rounds: int) -> tuple[Any, ...]:
+    if scenario.task == "io":
+        return (scenario.work_ms,)
+    if scenario.task == "cpu":
+        return (cpu_rounds,)
+    if scenario.task == "payload":
+        return ("x" * scenario.payload_bytes,)
+    return ()
+
+
+def merge(bids: list[str], worker: dict[str, TaskStamps], producer: dict[str, TaskStamps]) -> dict[str, TaskStamps]:
+    """Worker and producer stamps of ``bids``, plus any worker stamps of the same measurement's
+    prefix that the producer never enqueued (they show up as ``foreign``)."""
+    prefix = bids[0].rsplit("-", 1)[0] + "-" if bids else None
+    keys = set(bids) | ({b for b in worker if b.startswith(prefix)} if prefix else set())
+    out: dict[str, TaskStamps] = {}
+    for b in keys:
+        w = worker.get(b) or TaskStamps()
+        p = producer.get(b) or TaskStamps()
+        out[b] = TaskStamps(enqueue=p.enqueue, starts=list(w.starts), ends=list(w.ends), seen=p.seen)
+    return out
+
+
+def wait_ends(reader: StampReader, bids: list[str], progress: Progress, stall: float = STALL_TIMEOUT) -> bool:
+    """Poll the stamp files until every bid has an end stamp; False if nothing moved for ``stall`` s."""
+    pending = set(bids)
+    last_move = time.monotonic()
+    while pending:
+        reader.poll()
+        done_now = {b for b in pending if (r := reader.stamps.get(b)) is not None and r.ends}
+        if done_now:
+            pending -= done_now
+            last_move = time.monotonic()
+            progress(len(bids) - len(pending), len(bids))
+        elif time.monotonic() - last_move > stall:
+            return False
+        if pending:
+            time.sleep(POLL)
+    return True
+
+
+def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str, slots: int,
+                       cpu_rounds: int = 1, progress: Progress = _no_progress,
+                       sampler: Callable[[], Any] | None = None) -> Outcome:
+    flags: list[str] = []
+    release = os.path.join(reader.directory, f"{tag}.release")
+    gates = [f"{tag}g-{i}" for i in range(slots)]
+    for g in gates:
+        driver.submit("gate", g, (release, 60.0))
+    deadline = time.monotonic() + GATE_TIMEOUT
+    started = 0
+    while time.monotonic() < deadline:
+        reader.poll()
+        started = sum(1 for g in gates if (r := reader.stamps.get(g)) is not None and r.starts)
+        if started == len(gates):
+            break
+        time.sleep(0.01)
+    ready_at = clock()
+    if started < len(gates):
+        flags.append(f"gate-partial:{started}/{len(gates)}")
+    args = task_args(scenario, cpu_rounds)
+    bids = [f"{tag}-{i}" for i in range(n)]
+    prod: dict[str, TaskStamps] = {}
+    handles = []
+    t0 = clock()
+    for b in bids:
+        prod[b] = TaskStamps(enqueue=clock())
+        handles.append(driver.submit(scenario.task, b, args))
+    enqueue_s = clock() - t0
+    sample = sampler() if sampler else None
+    with open(release, "w"):
+        pass
+    complete = wait_ends(reader, bids, progress)
+    resources = sample.stop() if sample else None
+    if not complete:
+        flags.append("stalled")
+    wait_ends(reader, gates, _no_progress, stall=2.0)
+    # Outside the measured window: read a sample of results back through the library's own API.
+    check = random.Random(tag).sample(range(n), min(n, 20))
+    missing = 0
+    for i in check:
+        try:
+            ok = driver.wait(handles[i], RESULT_TIMEOUT if complete else 0.5)
+        except Exception:  # noqa: BLE001
+            ok = False
+        if ok:
+            prod[bids[i]].seen = clock()
+        else:
+            missing += 1
+    if missing:
+        flags.append(f"results-missing:{missing}/{len(check)}")
+    reader.poll()
+    stamps = merge(bids, reader.stamps, prod)
+    return Outcome(bids, stamps, enqueue_s, flags, resources, clock_start=t0, ready_at=ready_at)
+
+
+def measure_sporadic(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str,
+                     cpu_rounds: int = 1, progress: Progress = _no_progress) -> Outcome:
+    args = task_args(scenario, cpu_rounds)
+    bids = [f"{tag}-{i}" for i in range(n)]
+    prod: dict[str, TaskStamps] = {}
+    flags: list[str] = []
+    misses = 0
+    t0 = clock()
+    for i, b in enumerate(bids):
+        time.sleep(scenario.gap_ms / 1000.0)
+        rec = prod[b] = TaskStamps(enqueue=clock())
+        h = driver.submit(scenario.task, b, args)
+        if driver.wait(h, RESULT_TIMEOUT):
+            rec.seen = clock()
+            misses = 0
+        else:
+            misses += 1
+            if misses >= 3:
+                flags.append(f"aborted-after:{i + 1}")
+                bids = bids[: i + 1]
+                break
+        progress(i + 1, n)
+    wait_ends(reader, bids, _no_progress, stall=2.0)
+    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, clock_start=t0)
+
+
+def measure_steady(driver: Driver, waiter: Driver, reader: StampReader, scenario: Scenario, n: int, rate: float,
+                   tag: str, progress: Progress = _no_progress) -> Outcome:
+    """Open loop: task i is submitted at t0 + i/rate; ``waiter`` (its own connection) sees results."""
+    args = task_args(scenario, 1)
+    bids = [f"{tag}-{i}" for i in range(n)]
+    prod = {b: TaskStamps() for b in bids}
+    handles: queue.Queue[Any] = queue.Queue()
+    flags: list[str] = []
+
+    def wait_all() -> None:
+        while True:
+            item = handles.get()
+            if item is None:
+                return
+            b, h = item
+            try:
+                if waiter.wait(h, RESULT_TIMEOUT):
+                    prod[b].seen = clock()
+            except Exception:  # noqa: BLE001 - a missing result shows as a missing stamp
+                pass
+
+    th = threading.Thread(target=wait_all, name="bench-waiter", daemon=True)
+    th.start()
+    interval = 1.0 / rate
+    t0 = clock()
+    late = 0
+    for i, b in enumerate(bids):
+        due = t0 + i * interval
+        now = clock()
+        if due > now:
+            time.sleep(due - now)
+        elif now - due > interval:
+            late += 1
+        prod[b].enqueue = clock()
+        handles.put((b, driver.submit(scenario.task, b, args)))
+        progress(i + 1, n)
+    handles.put(None)
+    th.join(RESULT_TIMEOUT * 2)
+    if late > n // 10:
+        flags.append(f"producer-late:{late}")
+    wait_ends(reader, bids, _no_progress, stall=2.0)
+    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, arrival_rate=rate, clock_start=t0)
+
+
+def summarize(outcome: Outcome, scenario: Scenario, slots: int,
+              instrumentation_s: float | None = None) -> dict[str, Any]:
+    """The record fields computed from an outcome's stamps."""
+    s = outcome.stamps
+    c = metrics.completeness(outcome.bids, s)
+    fields: dict[str, Any] = {"n": len(outcome.bids), "completed": c.completed, "lost": c.lost,
+                              "duplicated": c.duplicated, "slots": slots}
+    eff = None
+    instr = None
+    if scenario.kind in ("throughput", "scale"):
+        w = metrics.drain_window(outcome.bids, s)
+        if w is not None and w.seconds > 0:
+            tput = c.completed / w.seconds
+            task_s = scenario.work_ms / 1000.0 if scenario.declared_work else (
+                metrics.mean_task_seconds(outcome.bids, s) or 0.0)
+            eff = metrics.efficiency(c.completed, task_s, slots, w.seconds)
+            fields.update(throughput=tput, overhead_ms=1000.0 / tput, drain_s=w.seconds, ideal_s=eff.ideal_s,
+                          efficiency=eff.efficiency, implied_in_flight=eff.implied_in_flight)
+            if instrumentation_s is not None and scenario.task == "noop":
+                instr = instrumentation_s * tput / max(slots, 1)
+        if outcome.enqueue_s:
+            fields.update(enqueue_s=outcome.enqueue_s, enqueue_rate=len(outcome.bids) / outcome.enqueue_s)
+        if outcome.resources:
+            r = outcome.resources
+            wk = r.get("workers", {})
+            fields["resources"] = r
+            fields["rss_mb"] = wk.get("rss_peak_mb")
+            if c.completed and wk.get("cpu_s") is not None:
+                fields["cpu_s_per_1k"] = wk["cpu_s"] / c.completed * 1000
+                if fields.get("drain_s") and wk["cpu_s"] > 0:
+                    cores = wk["cpu_s"] / fields["drain_s"]
+                    fields["per_core"] = fields["throughput"] / cores
+            if fields.get("throughput") and wk.get("rss_peak_mb"):
+                fields["per_mb"] = fields["throughput"] / wk["rss_peak_mb"]
+    else:
+        parts = metrics.latency_parts(outcome.bids, s)
+        fields["latency_ms"] = metrics.latency_ms(parts)
+        if outcome.arrival_rate:
+            fields["arrival_rate"] = outcome.arrival_rate
+    fields["flags"] = tuple(metrics.flags(c, eff, declared_work=scenario.declared_work,
+                                          instrumentation_fraction=instr, extra=outcome.flags))
+    return fields

@@ -1,0 +1,101 @@
+"""Scenarios are data: one TOML file per scenario in ``scenarios/`` (see docs/methodology.md).
+
+A file names the measurement ``kind`` (``throughput``, ``latency-sporadic``, ``latency-steady``,
+``scale``), the ``task`` (noop, io, cpu, payload), its parameters and the size per profile in
+``[quick]`` / ``[full]`` tables. ``payload`` lists several ``sizes``: it expands into one scenario
+per size (``payload-1KiB``, ``payload-64KiB``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = ("throughput", "latency-sporadic", "latency-steady", "scale")
+TASKS = ("noop", "io", "cpu", "payload")
+ENV_DIR = "ANYTASK_BENCH_SCENARIOS"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str
+    task: str
+    n: int
+    description: str = ""
+    work_ms: float = 0.0  # declared task time (io sleep, cpu hashing); 0 for noop/payload
+    payload_bytes: int = 0
+    gap_ms: float = 0.0  # latency-sporadic: idle gap before each task
+    load: float = 0.5  # latency-steady: arrival rate as a fraction of measured noop capacity
+    fallback_rate: float = 50.0  # latency-steady: tasks/s when no throughput-noop figure exists
+    workers: tuple[int, ...] = ()  # scale: worker process counts
+
+    @property
+    def declared_work(self) -> bool:
+        return self.work_ms > 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    scenarios: tuple[str, ...]
+    repeats: int
+    configs: tuple[str, ...] = ("defaults", "tuned")
+    modes: tuple[str, ...] = ("native", "facade")
+
+
+PROFILES = {
+    "quick": Profile("quick", ("throughput-noop", "latency-sporadic"), repeats=1),
+    "full": Profile("full", ("throughput-noop", "throughput-io", "throughput-cpu", "payload",
+                             "latency-sporadic", "latency-steady", "scale"), repeats=3),
+}
+
+
+def scenarios_dir() -> Path:
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def _size_label(n: int) -> str:
+    return f"{n // 1024}KiB" if n % 1024 == 0 else f"{n}B"
+
+
+def parse(data: dict, profile: str, source: str = "") -> list[Scenario]:
+    """The scenario(s) one TOML document describes, sized for ``profile``."""
+    try:
+        name, kind, task = data["name"], data["kind"], data["task"]
+    except KeyError as exc:
+        raise ValueError(f"{source}: missing key {exc}") from None
+    if kind not in KINDS or task not in TASKS:
+        raise ValueError(f"{source}: kind must be one of {KINDS} and task one of {TASKS}")
+    sized = data.get(profile)
+    if not isinstance(sized, dict) or "n" not in sized:
+        raise ValueError(f"{source}: no [{profile}] table with n")
+    common = dict(name=name, kind=kind, task=task, n=int(sized["n"]), description=data.get("description", ""),
+                  work_ms=float(data.get("work_ms", 0)), gap_ms=float(sized.get("gap_ms", data.get("gap_ms", 0))),
+                  load=float(data.get("load", 0.5)), fallback_rate=float(data.get("fallback_rate", 50)),
+                  workers=tuple(int(w) for w in sized.get("workers", data.get("workers", ()))))
+    sizes = data.get("sizes")
+    if task == "payload":
+        if not sizes:
+            raise ValueError(f"{source}: payload needs sizes = [bytes, ...]")
+        return [Scenario(**{**common, "name": f"{name}-{_size_label(int(b))}"}, payload_bytes=int(b)) for b in sizes]
+    return [Scenario(**common)]  # type: ignore[arg-type]
+
+
+def load(names: list[str] | tuple[str, ...], profile: str, directory: Path | None = None) -> list[Scenario]:
+    """Load the named scenario files (``<dir>/<name>.toml``) for a profile, in the given order."""
+    d = directory or scenarios_dir()
+    out: list[Scenario] = []
+    for name in names:
+        path = d / f"{name}.toml"
+        if not path.exists():
+            known = sorted(p.stem for p in d.glob("*.toml"))
+            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(known)}")
+        with open(path, "rb") as fh:
+            out += parse(tomllib.load(fh), profile, str(path))
+    return out

@@ -1,0 +1,121 @@
+"""The benchmarked backends, their isolated URLs and the services they need.
+
+Isolation: every run has an id; queues are named ``bench_<run>``; Redis-based backends use a
+dedicated database (``ANYTASK_BENCH_REDIS_DB``, default 15) that the harness flushes before and
+after each measurement; AMQP backends get a per-run name prefix; huey+sqlite a per-run file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+REDIS = os.environ.get("ANYTASK_BENCH_REDIS", "127.0.0.1:6379")
+AMQP = os.environ.get("ANYTASK_BENCH_AMQP", "guest:guest@127.0.0.1:5672")
+REDIS_DB = int(os.environ.get("ANYTASK_BENCH_REDIS_DB", "15"))
+
+ALL = ("memory", "huey+sqlite", "huey+redis", "rq+redis", "celery+redis", "celery+amqp",
+       "dramatiq+redis", "dramatiq+amqp", "taskiq+redis", "taskiq+amqp")
+FALLBACK = ("huey+sqlite", "memory")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    run_id: str
+    workdir: str
+    redis: str = REDIS
+    amqp: str = AMQP
+    redis_db: int = REDIS_DB
+
+    @property
+    def queue(self) -> str:
+        return f"bench_{self.run_id}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis}/{self.redis_db}"
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://{self.amqp}/"
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+
+    @property
+    def library(self) -> str:
+        return self.id.split("+")[0]
+
+    @property
+    def transport(self) -> str:
+        return self.id.split("+")[1] if "+" in self.id else ""
+
+    @property
+    def broker(self) -> str:
+        """The service whose raw floor this backend is compared with (redis, amqp, sqlite, memory)."""
+        return self.transport or "memory"
+
+    def uses_redis(self) -> bool:
+        return self.transport in ("redis", "amqp")  # AMQP backends keep results in Redis
+
+    def facade_url(self, iso: Isolation, slots: int) -> str:
+        r, a = iso.redis, iso.amqp
+        db = iso.redis_db
+        if self.id == "memory":
+            return f"memory://bench-{iso.run_id}?workers={slots}"
+        if self.id == "huey+sqlite":
+            return f"huey+sqlite:///{iso.workdir}/huey-{iso.run_id}.db"
+        if self.transport == "redis":
+            return f"{self.id}://{r}/{db}"
+        if self.transport == "amqp":
+            vhost = "//" if self.library == "celery" else "/"
+            return f"{self.id}://{a}{vhost}?result=redis://{r}/{db}&prefix=bench{iso.run_id}."
+        raise ValueError(f"unknown backend {self.id!r}")
+
+    def endpoints(self, iso: Isolation) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        if self.uses_redis():
+            host, _, port = iso.redis.rpartition(":")
+            out.append((host, int(port)))
+        if self.transport == "amqp":
+            host, _, port = iso.amqp.rpartition("@")[2].rpartition(":")
+            out.append((host, int(port)))
+        return out
+
+
+def answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def reachable(target: Target, iso: Isolation) -> bool:
+    return all(answers(h, p) for h, p in target.endpoints(iso))
+
+
+def parse_list(spec: str | None) -> list[Target]:
+    if not spec:
+        return []
+    out = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item not in ALL:
+            raise ValueError(f"unknown backend {item!r}; known: {', '.join(ALL)}")
+        out.append(Target(item))
+    return out
+
+
+def default_targets(iso: Isolation) -> tuple[list[Target], bool]:
+    """Every backend whose services answer; (fallback list, True) when no broker answers."""
+    brokered = [Target(t) for t in ALL if Target(t).endpoints(iso)]
+    live = [t for t in brokered if reachable(t, iso)]
+    if not live:
+        return [Target(t) for t in FALLBACK], True
+    return [Target("memory"), Target("huey+sqlite"), *live], False
