@@ -1,0 +1,532 @@
+"""``taskiq+redis://`` and ``taskiq+amqp://``: TaskiQ brokers, results and states in Redis.
+
+* ``taskiq+redis://HOST:PORT/DB`` -- taskiq-redis ``RedisStreamBroker`` (a Redis stream per queue, a
+  consumer group, ack after the result is saved) and ``RedisAsyncResultBackend`` on the same Redis.
+* ``taskiq+amqp://USER:PASS@HOST:5672/VHOST?result=redis://HOST:6379/DB`` -- taskiq-aio-pika
+  ``AioPikaBroker``; results and states in the Redis of ``result`` (default redis://127.0.0.1:6379/0).
+
+URL parameters: ``timeout`` (connect timeout, s, default 3), ``prefix`` (prepended to native queue,
+stream, exchange and key names), ``result`` (amqp only).
+
+TaskiQ's client API is async-only and keeps no task states. The adapter runs one private event loop
+in a daemon thread; every coroutine of the broker runs on that loop (the sync API submits to it with
+``run_coroutine_threadsafe``, the async twins await it with ``asyncio.wrap_future``), so the sync API
+works from plain code and from inside a running event loop. States are recorded by a
+``TaskiqMiddleware`` (a ``SmartRetryMiddleware`` subclass, so retries use taskiq's own re-kick) into
+the shared Redis state store. The worker is the library's own ``taskiq worker`` CLI, given a broker
+factory (:func:`worker_broker`) that rebuilds the broker from environment variables. See
+docs/adapters/taskiq.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aredis
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqResult
+from taskiq.exceptions import NoResultError
+from taskiq.kicker import AsyncKicker
+from taskiq.middlewares import SmartRetryMiddleware
+from taskiq.serializers import JSONSerializer
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+from ..facade import execution
+from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
+from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.errors import BrokerUnavailable, ConfigurationError
+from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.state import DEFAULT_TTL, Recorder
+from ..facade.task import Task, get_task
+from ..facade.url import BackendURL, mask, parse_url
+from ._redis_state import RedisStateStore, broker_errors
+from ._redis_state import connect as redis_connect
+
+T = TypeVar("T")
+
+DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
+_NOT_YET = "not wired in anytask yet; "
+
+# Environment of the ``taskiq worker`` process (read by worker_broker()).
+ENV_URL, ENV_MODULES, ENV_TASKS = "ANYTASK_TASKIQ_URL", "ANYTASK_TASKIQ_MODULES", "ANYTASK_TASKIQ_TASKS"
+ENV_QUEUES, ENV_CONFIG, ENV_CONCURRENCY = "ANYTASK_TASKIQ_QUEUES", "ANYTASK_TASKIQ_CONFIG", "ANYTASK_TASKIQ_CONCURRENCY"
+
+
+# -- configuration shared by client and worker ------------------------------------------------------
+class _Conf:
+    """Names and URLs derived from a backend URL; identical in the client and the worker."""
+
+    def __init__(self, url: BackendURL) -> None:
+        if url.transport not in ("redis", "amqp"):
+            raise ConfigurationError(f"taskiq supports taskiq+redis:// and taskiq+amqp://, not {url.masked!r}")
+        self.url = url
+        self.transport = url.transport
+        self.prefix = url.params.get("prefix", "")
+        try:
+            self.timeout = float(url.params.get("timeout", DEFAULT_CONNECT_TIMEOUT))
+        except ValueError:
+            raise ConfigurationError(f"timeout must be a number of seconds in {url.masked!r}") from None
+        self.result_url = url.broker_url if self.transport == "redis" else url.params.get("result", DEFAULT_RESULT_URL)
+        self.state_prefix = f"anytask:taskiq:{self.prefix}state:"
+        self.result_prefix = f"anytask:taskiq:{self.prefix}result"  # taskiq appends ":<task id>"
+
+    def queue(self, name: str) -> str:
+        return self.prefix + name
+
+    def recorder(self) -> Recorder:
+        client = redis_connect(self.result_url, self.timeout)
+        return Recorder(RedisStateStore(client, self.state_prefix, self.result_url))
+
+    def broker(self, queues: Sequence[str] = ("default",), *, worker: bool = False, config: str = "defaults",
+               concurrency: int = 2) -> AsyncBroker:
+        native_queues = [self.queue(q) for q in queues]
+        backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
+            self.result_url, keep_results=True, result_ex_time=int(DEFAULT_TTL), serializer=JSONSerializer(),
+            prefix_str=self.result_prefix, socket_connect_timeout=self.timeout, socket_timeout=max(self.timeout, 5.0))
+        broker: AsyncBroker
+        if self.transport == "redis":
+            broker = RedisStreamBroker(
+                self.url.broker_url, queue_name=native_queues[0],
+                additional_streams={q: ">" for q in native_queues[1:]},
+                consumer_id="0",  # trap: the default "$" skips messages sent before the first worker started
+                xread_count=concurrency if config == "reliable" else 100,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=None if worker else max(self.timeout, 5.0))
+        else:
+            from taskiq_aio_pika import AioPikaBroker, Exchange, Queue
+
+            qos = {"reliable": concurrency, "tuned": 4 * concurrency}.get(config, 10)
+            broker = AioPikaBroker(
+                self.url.broker_url, exchange=Exchange(name=f"{self.prefix}taskiq"),
+                task_queues=[Queue(name=q) for q in native_queues],
+                dead_letter_queue=Queue(name=f"{self.prefix}taskiq.dead_letter"),
+                qos=qos, timeout=self.timeout)
+        broker = broker.with_result_backend(backend)
+        broker.add_middlewares(_StateMiddleware(self.recorder() if worker else None))
+        return broker
+
+
+def _labels(conf: _Conf, task: Task[Any, Any]) -> dict[str, Any]:
+    """Taskiq labels carrying a task's options (read by the receiver and the middleware)."""
+    o = task.options
+    labels: dict[str, Any] = {"queue_name": conf.queue(o.queue)}
+    if o.retries:
+        # trap: taskiq's max_retries counts runs (retry while _retries+1 < max_retries)
+        labels.update(retry_on_error=True, max_retries=o.retries + 1, retry_backoff=float(o.retry_backoff))
+    if o.timeout is not None:
+        labels["timeout"] = float(o.timeout)
+    return labels
+
+
+# -- worker side ------------------------------------------------------------------------------------
+_message: contextvars.ContextVar[TaskiqMessage | None] = contextvars.ContextVar("anytask_taskiq_msg", default=None)
+
+
+def _attempt(message: TaskiqMessage) -> int:
+    return int(message.labels.get("_retries", 0)) + 1
+
+
+class _StateMiddleware(SmartRetryMiddleware):
+    """Records QUEUED->RUNNING->SUCCEEDED/RETRYING/FAILED and retries with taskiq's own re-kick.
+
+    Retries are SmartRetryMiddleware's (same task id, ``_retries`` label); only the delay differs:
+    neither RedisStreamBroker nor AioPikaBroker (without a delay queue/plugin) honours the ``delay``
+    label, so the worker waits the exponential backoff itself before re-kicking.
+    """
+
+    def __init__(self, recorder: Recorder | None) -> None:
+        super().__init__(default_retry_count=1, default_retry_label=False, no_result_on_retry=True,
+                         default_delay=0.0)
+        self.recorder = recorder
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        _message.set(message)  # same asyncio task as run_task; copied into the sync-task thread
+        if self.recorder is not None:
+            self.recorder.started(message.task_id, _attempt(message))
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        if self.recorder is not None and not result.is_err:
+            self.recorder.succeeded(message.task_id, result.return_value)
+
+    def make_delay(self, message: TaskiqMessage, retries: int) -> float:
+        base = float(message.labels.get("retry_backoff", 0.0))
+        return base * 2.0 ** max(0, retries - 1)
+
+    async def on_send(self, kicker: AsyncKicker[Any, Any], message: TaskiqMessage, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await kicker.kiq(*message.args, **message.kwargs)
+
+    async def on_error(self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException) -> None:
+        if self.recorder is None or isinstance(exception, NoResultError):
+            return
+        info = ErrorInfo.from_exception(exception)
+        timeout = message.labels.get("timeout")
+        if isinstance(exception, TimeoutError) and timeout is not None and not info.message:
+            info = ErrorInfo(info.type, f"task exceeded its time limit of {timeout}s", info.traceback)
+        will_retry = (self.is_retry_on_error(message)
+                      and _attempt(message) < int(message.labels.get("max_retries", self.default_retry_count)))
+        self.recorder.failed(message.task_id, info, will_retry=will_retry)  # before the re-kick
+        if not will_retry:
+            return
+        try:
+            await super().on_error(message, result, exception)
+        except Exception as exc:  # noqa: BLE001 - the retry could not be sent: the task has failed
+            note = ErrorInfo.from_exception(exc)
+            self.recorder.failed(message.task_id, ErrorInfo(info.type, f"{info.message} (retry not sent: "
+                                 f"{note.type}: {note.message})", info.traceback), will_retry=False)
+
+
+def _native_function(task: Task[Any, Any]) -> Any:
+    """The function registered in taskiq: sets the TaskContext and runs the task through execution.call.
+
+    It deliberately has a bare ``(*args, **kwargs)`` signature (no functools.wraps): taskiq would
+    otherwise coerce arguments with pydantic from the annotations, unlike every other backend.
+    """
+
+    def context() -> execution.TaskContext:
+        msg = _message.get()
+        return execution.TaskContext(msg.task_id if msg else "", task.name, _attempt(msg) if msg else 1)
+
+    if task.is_async:
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with execution.task_context(context()):
+                return await execution.acall(task, args, kwargs)
+    else:
+        def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            with execution.task_context(context()):
+                return execution.call(task, args, kwargs)
+
+    run.__name__ = task.func.__name__
+    run.__qualname__ = task.func.__qualname__
+    run.__module__ = task.func.__module__
+    run.__doc__ = task.func.__doc__
+    return run
+
+
+def _split_env(name: str) -> list[str]:
+    return [p for p in os.environ.get(name, "").split(",") if p]
+
+
+def worker_broker() -> AsyncBroker:
+    """Broker factory for ``taskiq worker anytask.adapters.taskiq:worker_broker`` (reads ANYTASK_TASKIQ_*)."""
+    conf = _Conf(parse_url(os.environ[ENV_URL]))
+    sys.path.insert(0, os.getcwd())
+    for module in _split_env(ENV_MODULES):
+        importlib.import_module(module)
+    broker = conf.broker(_split_env(ENV_QUEUES) or ["default"], worker=True,
+                         config=os.environ.get(ENV_CONFIG, "defaults"),
+                         concurrency=int(os.environ.get(ENV_CONCURRENCY, "2")))
+    for name in _split_env(ENV_TASKS):
+        task = get_task(name)
+        broker.register_task(_native_function(task), task_name=task.name, **_labels(conf, task))
+    return broker
+
+
+# -- client side ------------------------------------------------------------------------------------
+def _is_connection_error(exc: BaseException) -> bool:
+    import aiormq
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OSError, redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError,
+                             aiormq.exceptions.AMQPConnectionError, ConnectionError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _close_orphan_connections() -> None:
+    """Trap: a connect_robust cancelled by our bound keeps aio-pika's reconnect loop running forever
+    (it swallows CancelledError unless the connection was closed): close such orphans."""
+    for t in asyncio.all_tasks():
+        coro = t.get_coro()
+        if t is asyncio.current_task() or "RobustConnection" not in getattr(coro, "__qualname__", ""):
+            continue
+        frame = getattr(coro, "cr_frame", None)
+        conn = frame.f_locals.get("self") if frame is not None else None
+        try:
+            if conn is not None:
+                await asyncio.wait_for(conn.close(), 1.0)
+        except BaseException:  # noqa: BLE001 - best effort
+            pass
+        t.cancel()
+
+
+class _Loop:
+    """One private event loop in a daemon thread; every broker coroutine runs on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="anytask-taskiq-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()
+            raise asyncio.TimeoutError(f"no answer within {timeout}s") from None
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class TaskiqAdapter(Adapter):
+    capabilities = Capabilities(
+        features={
+            Feature.RETRIES: native("taskiq SmartRetryMiddleware re-kicks the message with the same task id "
+                                   "(max_retries = retries + 1, since taskiq counts runs); the worker waits "
+                                   "retry_backoff * 2**(n-1) s before the re-kick (the brokers ignore or refuse "
+                                   "the 'delay' label)"),
+            Feature.TIMEOUT: native("the 'timeout' label: the receiver's anyio.fail_after fails the task with "
+                                    "TimeoutError; a sync function's thread cannot be killed and runs on, "
+                                    "its result discarded"),
+            Feature.QUEUES: native("the 'queue_name' label: one Redis stream / one RabbitMQ queue per queue "
+                                   "(with the URL's prefix); workers consume WorkerOptions.queues"),
+            Feature.ASYNC_TASKS: native("async def tasks are awaited on the worker's event loop; sync tasks "
+                                        "run in the receiver's thread pool"),
+            Feature.DELAY: unsupported("taskiq delays need a separate 'taskiq scheduler' process with a "
+                                       "schedule source; RedisStreamBroker ignores the 'delay' label and "
+                                       "AioPikaBroker needs a single-target TTL delay queue (head-of-line "
+                                       "blocking) or the delayed-message plugin"),
+            Feature.PRIORITY: unsupported(_NOT_YET + "AioPikaBroker has the 'priority' label (x-max-priority "
+                                          "queues); RedisStreamBroker has none"),
+            Feature.CANCEL: unsupported(_NOT_YET + "taskiq has no cancel API (a middleware could skip it)"),
+            Feature.PROGRESS: unsupported(_NOT_YET + "taskiq has ProgressTracker / result_backend.set_progress"),
+            Feature.CHAIN: unsupported(_NOT_YET + "taskiq-pipelines provides pipelines"),
+            Feature.GROUP: unsupported(_NOT_YET + "taskiq has no group primitive (gather of kiq results)"),
+            Feature.CHORD: unsupported(_NOT_YET + "taskiq has no chord primitive"),
+            Feature.RATE_LIMIT: unsupported(_NOT_YET + "taskiq has no rate limiter (a middleware could)"),
+            Feature.UNIQUE: unsupported(_NOT_YET + "taskiq has no unique-task lock"),
+            Feature.RESULT_TTL: unsupported(_NOT_YET + "RedisAsyncResultBackend has result_ex_time (per backend)"),
+            Feature.PERIODIC: unsupported(_NOT_YET + "taskiq has TaskiqScheduler with schedule sources"),
+        },
+        needs_worker=True,
+        delivery="at-least-once (ack after the result is saved: taskiq's default ack_type when_saved)",
+        brokers=("redis", "amqp"),
+    )
+
+    def __init__(self, url: BackendURL) -> None:
+        super().__init__(url)
+        self.conf = _Conf(url)
+        self.recorder = self.conf.recorder()
+        self._lock = threading.Lock()
+        self._loop: _Loop | None = None
+        self._broker: AsyncBroker | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._queues: set[str] = set()
+        self._areader: aredis.Redis | None = None
+
+    # -- private loop and lazy broker start ----------------------------------------------------------
+    @property
+    def _io(self) -> _Loop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _Loop()
+            return self._loop
+
+    @property
+    def _op_timeout(self) -> float:
+        return self.connect_timeout + 10.0
+
+    def _unavailable(self, what: str, exc: BaseException) -> BrokerUnavailable:
+        where = self.url.masked
+        return BrokerUnavailable(f"{what}: the taskiq broker at {where} did not answer "
+                                 f"({mask(repr(exc.__cause__ or exc))}); is it running? Check the URL")
+
+    async def _broker_started(self) -> AsyncBroker:
+        """Start the broker once (bounded by the connect timeout); runs on the private loop."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            broker = self.conf.broker()
+            try:
+                # aio-pika's own connect timeout (self.timeout) fires first; this bounds the rest of startup
+                await asyncio.wait_for(broker.startup(), self.connect_timeout + 1.0)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()  # retrieved: no "never retrieved" warning
+                self._started = None
+                try:
+                    await asyncio.wait_for(broker.shutdown(), 2.0)
+                except BaseException:  # noqa: BLE001 - best effort cleanup of a half-started broker
+                    pass
+                if self.conf.transport == "amqp":
+                    await _close_orphan_connections()
+                raise
+            self._broker = broker
+            self._queues = {self.conf.queue("default")}
+            self._started.set_result(None)
+        else:
+            await asyncio.shield(self._started)
+        assert self._broker is not None
+        return self._broker
+
+    async def _declare(self, broker: AsyncBroker, native_queue: str) -> None:
+        """AMQP: declare and bind a queue before publishing to it (an unbound routing key drops the message)."""
+        if native_queue in self._queues or self.conf.transport != "amqp":
+            return
+        from taskiq_aio_pika import Queue
+
+        self._queues.add(native_queue)
+        broker.with_queue(Queue(name=native_queue))  # type: ignore[attr-defined]
+        try:
+            await broker._declare_queues(broker.write_channel)  # type: ignore[attr-defined]
+        except BaseException:
+            self._queues.discard(native_queue)
+            raise
+
+    async def _kick(self, task: Task[Any, Any], message: Message) -> None:
+        broker = await self._broker_started()
+        labels = _labels(self.conf, task)
+        await asyncio.wait_for(self._declare(broker, labels["queue_name"]), self._op_timeout)
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task.name, broker=broker, labels=labels)
+        await asyncio.wait_for(kicker.with_task_id(message.id).kiq(*message.args, **message.kwargs),
+                               self._op_timeout)
+
+    def _translate(self, what: str, exc: BaseException) -> BaseException:
+        if isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc):
+            return self._unavailable(what, exc)
+        return exc
+
+    # -- producer side --------------------------------------------------------------------------------
+    def submit(self, task: Task[Any, Any], message: Message) -> None:
+        self.recorder.submitted(message.id, task.name, enqueued_at=message.enqueued_at)
+        try:
+            self._io.run(self._kick(task, message), self.connect_timeout + 2 * self._op_timeout)
+        except BaseException as exc:
+            self.recorder.forget(message.id)  # nothing half-written
+            raise self._translate(f"sending {task.name}", exc) from None
+
+    async def asubmit(self, task: Task[Any, Any], message: Message) -> None:
+        await asyncio.to_thread(self.recorder.submitted, message.id, task.name, enqueued_at=message.enqueued_at)
+        try:
+            await self._io.arun(self._kick(task, message))
+        except BaseException as exc:
+            await asyncio.to_thread(self.recorder.forget, message.id)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise self._translate(f"sending {task.name}", exc) from None
+
+    def get(self, task_id: str) -> TaskResult:
+        return self.recorder.read(task_id)
+
+    async def _aread(self, task_id: str) -> TaskResult:
+        if self._areader is None:
+            self._areader = aredis.Redis.from_url(self.conf.result_url, socket_connect_timeout=self.connect_timeout,
+                                                  socket_timeout=max(self.connect_timeout, 5.0))
+        with broker_errors("reading task state", self.conf.result_url):
+            raw = await self._areader.hgetall(self.conf.state_prefix + task_id)
+        if not raw:
+            return TaskResult.unknown(task_id)
+        rec = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+        rec["id"] = task_id
+        return TaskResult.from_dict(rec)
+
+    async def aget(self, task_id: str) -> TaskResult:
+        return await self._io.arun(self._aread(task_id))
+
+    def ping(self) -> None:
+        with broker_errors("ping", self.conf.result_url):
+            self.recorder.store.client.ping()  # type: ignore[attr-defined]
+        try:
+            self._io.run(self._broker_started(), self.connect_timeout + 2.0)
+        except BaseException as exc:
+            raise self._translate("ping", exc) from None
+
+    def purge(self, queues: Sequence[str] = ("default",)) -> None:
+        store: RedisStateStore = self.recorder.store  # type: ignore[assignment]
+        store.purge()
+        with broker_errors("purging results", self.conf.result_url):
+            for key in store.client.scan_iter(match=self.conf.result_prefix + ":*", count=1000):
+                store.client.delete(key)
+        if self.conf.transport == "redis":
+            with broker_errors("purging queues", self.conf.result_url):
+                for q in queues:
+                    if store.client.exists(self.conf.queue(q)):
+                        store.client.xtrim(self.conf.queue(q), maxlen=0, approximate=False)
+            return
+
+        async def purge_amqp() -> None:
+            broker = await self._broker_started()
+            for q in queues:
+                await self._declare(broker, self.conf.queue(q))
+                queue = await broker.write_channel.get_queue(self.conf.queue(q), ensure=False)  # type: ignore[attr-defined]
+                await queue.purge()
+
+        try:
+            self._io.run(purge_amqp(), self.connect_timeout + self._op_timeout)
+        except BaseException as exc:
+            raise self._translate("purging queues", exc) from None
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            async def shutdown() -> None:
+                if self._broker is not None:
+                    await self._broker.shutdown()
+                if self._areader is not None:
+                    await self._areader.aclose()
+
+            try:
+                loop.run(shutdown(), 5.0)
+            except BaseException:  # noqa: BLE001 - closing must not raise
+                pass
+            loop.stop()
+        self._broker, self._started, self._areader = None, None, None
+        self.recorder.store.client.close()  # type: ignore[attr-defined]
+
+    # -- worker side ----------------------------------------------------------------------------------
+    def worker_command(self, options: WorkerOptions) -> list[str]:
+        """``taskiq worker`` with the broker factory; 1 process x N async slots, N sync threads."""
+        n = max(1, options.concurrency)
+        cmd = [sys.executable, "-m", "taskiq", "worker", "anytask.adapters.taskiq:worker_broker",
+               "--workers", "1", "--max-async-tasks", str(n), "--max-threadpool-threads", str(n),
+               "--ack-type", "when_saved"]
+        if options.config == "tuned":
+            cmd += ["--max-prefetch", str(n)]
+        elif options.config == "reliable":
+            cmd += ["--max-prefetch", "0"]
+        return cmd + list(options.extra)
+
+    def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        if options.config not in ("defaults", "tuned", "reliable"):
+            raise ConfigurationError(f"unknown worker config {options.config!r}")
+        env = {**os.environ,
+               ENV_URL: self.url.raw,
+               ENV_MODULES: ",".join(sorted({t.func.__module__ for t in tasks})),
+               ENV_TASKS: ",".join(t.name for t in tasks),
+               ENV_QUEUES: ",".join(options.queues),
+               ENV_CONFIG: options.config,
+               ENV_CONCURRENCY: str(max(1, options.concurrency))}
+        proc = subprocess.Popen(self.worker_command(options), env=env)
+
+        def forward(signum: int, _frame: Any) -> None:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return proc.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,295 @@
+"""TaskiQ adapter: the library traps it neutralises, with real brokers and real ``taskiq worker`` processes.
+
+Runs for the taskiq cases selected by ANYTASK_TEST_BACKENDS (all of them when it is unset). Names are
+isolated from the conformance cases with their own ``prefix``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import anytask
+from anytask import Status
+from anytask.facade.errors import BrokerUnavailable, TaskFailed
+from anytask.facade.url import parse_url
+from anytask.testing import tasks
+from anytask.testing.backends import AMQP, REDIS, BackendCase, unreachable, workdir
+from anytask.testing.workers import WorkerProcess
+
+pytest.importorskip("taskiq")
+pytest.importorskip("taskiq_redis")
+
+from anytask.adapters import taskiq as tq  # noqa: E402
+
+CASES = {
+    "taskiq+redis": f"taskiq+redis://{REDIS}/7?prefix=t_probe.",
+    "taskiq+amqp": f"taskiq+amqp://{AMQP}/?result=redis://{REDIS}/8&prefix=t_taskiq_probe.",
+}
+_selected = [c.strip() for c in os.environ.get("ANYTASK_TEST_BACKENDS", "").split(",") if c.strip()]
+IDS = [cid for cid in CASES if not _selected or cid in _selected]
+if not IDS:
+    pytest.skip("no taskiq case selected in ANYTASK_TEST_BACKENDS", allow_module_level=True)
+
+PROBE_MODULE = "anytask_taskiq_probe"
+PROBE_SOURCE = '''
+import asyncio
+from typing import Any
+
+from anytask import task
+
+
+@task
+def typed(x: int) -> Any:
+    return [x, type(x).__name__]
+
+
+@task
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@task(queue="probe_other")
+def on_other(x: int) -> int:
+    return x * 2
+'''
+
+
+def _probe_dir() -> str:
+    path = os.path.join(workdir(), "taskiq-probe")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, PROBE_MODULE + ".py"), "w") as fh:
+        fh.write(textwrap.dedent(PROBE_SOURCE))
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return path
+
+
+def _delete_native_queue(url: str, name: str) -> None:
+    """Make the queue brand new: no Redis stream / consumer group, no RabbitMQ queue or binding."""
+    conf = tq._Conf(parse_url(url))
+    if conf.transport == "redis":
+        import redis
+
+        redis.Redis.from_url(conf.url.broker_url).delete(conf.queue(name))
+    else:
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://{AMQP}/%2F"))
+        try:
+            conn.channel().queue_delete(conf.queue(name))
+        finally:
+            conn.close()
+
+
+@dataclass
+class Probe:
+    id: str
+    url: str
+    client: anytask.Client
+    env: dict[str, str]
+    worker: WorkerProcess
+    early: Any  # a TaskHandle submitted to a queue that did not exist, before any worker ran
+
+    def worker_for(self, queues: tuple[str, ...]) -> WorkerProcess:
+        return WorkerProcess(self.url, tasks=("anytask.testing.tasks", PROBE_MODULE), concurrency=2,
+                             queues=queues, env=self.env)
+
+
+@pytest.fixture(scope="module", params=IDS)
+def probe(request: pytest.FixtureRequest) -> Iterator[Probe]:
+    cid = request.param
+    url = CASES[cid]
+    reason = unreachable(BackendCase(cid, url))
+    if reason:
+        pytest.skip(reason)
+    path = _probe_dir()
+    probe_tasks = __import__(PROBE_MODULE)
+    env = {"PYTHONPATH": os.pathsep.join([path, os.environ.get("PYTHONPATH", "")])}
+    client = anytask.connect(url)
+    client.adapter.purge(["default", "probe_other"])
+    _delete_native_queue(url, "probe_other")
+    with anytask.connect(url) as fresh:  # a new client's first act: send to a queue that does not exist
+        early = fresh.submit(probe_tasks.on_other, 21)
+    worker = WorkerProcess(url, tasks=("anytask.testing.tasks", PROBE_MODULE), concurrency=2,
+                           queues=("default",), env=env).start()
+    try:
+        worker.wait_ready(client)
+        yield Probe(cid, url, client, env, worker, early)
+    finally:
+        code = worker.stop()
+        client.adapter.purge(["default", "probe_other", "probe_sigterm"])
+        client.close()
+    assert code == 0, f"worker exited with {code}:\n{worker.output()}"
+
+
+def _wait_status(client: anytask.Client, task_id: str, wanted: Status, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.status(task_id) is wanted:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{wanted} not reached; status {client.status(task_id)}")
+
+
+# -- traps ---------------------------------------------------------------------------------------------
+
+
+def test_message_sent_before_the_queue_existed_is_delivered(probe: Probe) -> None:
+    """Redis: the consumer group starts at id 0, not taskiq's default "$" (which skips earlier messages).
+    AMQP: the client declares and binds the queue before publishing (an unbound routing key is dropped).
+    Queues: a worker on "default" never runs it."""
+    time.sleep(1.5)
+    assert probe.early.status() is Status.QUEUED
+    with probe.worker_for(("probe_other",)) as other:
+        other_client = probe.client
+        assert probe.early.result(timeout=30) == 42
+        assert other_client.status(probe.early.id) is Status.SUCCEEDED
+    assert other.proc is not None and other.proc.returncode == 0, other.output()
+
+
+def test_arguments_are_not_coerced_by_taskiq(probe: Probe) -> None:
+    """taskiq parses arguments with pydantic from annotations; the registered wrapper has none."""
+    probe_tasks = __import__(PROBE_MODULE)
+    assert probe.client.submit(probe_tasks.typed, "7").result(timeout=30) == ["7", "str"]
+
+
+def test_async_task_timeout_fails_with_time_limit(probe: Probe) -> None:
+    probe_tasks = __import__(PROBE_MODULE)
+    t0 = time.monotonic()
+    h = probe.client.submit(probe_tasks.async_sleep.using(timeout=1), 10)
+    with pytest.raises(TaskFailed) as ei:
+        h.result(timeout=30)
+    assert time.monotonic() - t0 < 6
+    assert ei.value.exc_type == "TimeoutError"
+    assert "time limit of 1.0s" in ei.value.message
+    assert h.get().attempts == 1
+
+
+def test_retries_count_retries_with_exponential_backoff(probe: Probe) -> None:
+    """taskiq's max_retries counts runs: retries=2 is sent as max_retries=3; backoff 0.5 then 1.0 s."""
+    path = os.path.join(workdir(), f"taskiq-flaky-{uuid.uuid4().hex}.txt")
+    t0 = time.monotonic()
+    h = probe.client.submit(tasks.flaky.using(retries=2, retry_backoff=0.5), path, 2)
+    _wait_status(probe.client, h.id, Status.RETRYING)
+    assert h.result(timeout=30) == 3
+    assert time.monotonic() - t0 >= 1.5
+    info = h.get()
+    assert info.attempts == 3 and info.status is Status.SUCCEEDED
+    with open(path) as fh:
+        assert len(fh.read().split()) == 3
+
+
+def test_native_result_is_json_and_reading_does_not_consume(probe: Probe) -> None:
+    """RedisAsyncResultBackend defaults to pickle and (optionally) GETDEL: we set JSON and keep_results."""
+    h = probe.client.submit(tasks.add, 2, 3)
+    assert h.result(timeout=30) == 5
+    conf = tq._Conf(parse_url(probe.url))
+    broker = conf.broker()
+
+    async def read_twice() -> list[Any]:
+        backend = broker.result_backend
+        try:
+            assert await backend.is_result_ready(h.id)
+            return [(await backend.get_result(h.id)).return_value for _ in range(2)]
+        finally:
+            await backend.shutdown()
+
+    assert asyncio.run(read_twice()) == [5, 5]
+    import redis
+
+    raw = redis.Redis.from_url(conf.result_url).get(f"{conf.result_prefix}:{h.id}")
+    assert raw is not None and json.loads(raw)["return_value"] == 5
+    assert probe.client.result(h.id, timeout=1) == 5
+
+
+def test_tasks_are_registered_natively(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker the `taskiq worker` CLI loads has every task under its anytask name."""
+    monkeypatch.setenv(tq.ENV_URL, probe.url)
+    monkeypatch.setenv(tq.ENV_MODULES, f"anytask.testing.tasks,{PROBE_MODULE}")
+    monkeypatch.setenv(tq.ENV_TASKS, "anytask.testing.tasks.add,anytask.testing.tasks.async_add")
+    broker = tq.worker_broker()
+    names = set(broker.get_all_tasks())
+    assert {"anytask.testing.tasks.add", "anytask.testing.tasks.async_add"} <= names
+    add = broker.find_task("anytask.testing.tasks.add")
+    assert add is not None and add.labels["queue_name"].endswith("default")
+    assert "max_retries" not in add.labels  # no hidden default retries
+    assert tq._labels(tq._Conf(parse_url(probe.url)),
+                      tasks.add.using(retries=2))["max_retries"] == 3
+
+
+def test_sigterm_lets_the_running_task_finish_and_exits_0(probe: Probe) -> None:
+    probe.client.adapter.purge(["probe_sigterm"])
+    with probe.worker_for(("probe_sigterm",)) as w:
+        h = probe.client.submit(tasks.sleep.using(queue="probe_sigterm"), 2.0, "finished")
+        _wait_status(probe.client, h.id, Status.RUNNING, timeout=60)
+        code = w.stop()
+        assert code == 0, w.output()
+        assert h.status() is Status.SUCCEEDED  # the worker waited for the running task
+    assert h.result(timeout=1) == "finished"
+
+
+# -- broker down -----------------------------------------------------------------------------------
+
+
+def _silent_port() -> tuple[socket.socket, int]:
+    """A port that accepts TCP connections and never answers (a hung broker)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s, s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_broker_down_raises_within_the_timeout(kind: str) -> None:
+    if "taskiq+amqp" not in IDS:
+        pytest.skip("taskiq+amqp not selected")
+    silent, port = _silent_port()
+    if kind == "refused":
+        silent.close()
+    try:
+        url = f"taskiq+amqp://guest:secret@127.0.0.1:{port}/?result=redis://{REDIS}/8&timeout=1"
+        with anytask.connect(url) as client:
+            t0 = time.monotonic()
+            with pytest.raises(BrokerUnavailable) as ei:
+                client.submit(tasks.add, 1, 2)
+            assert time.monotonic() - t0 < 2.5
+            assert "secret" not in str(ei.value) and "***" in str(ei.value)
+
+            async def twin() -> None:
+                with pytest.raises(BrokerUnavailable):
+                    await client.asubmit(tasks.add, 1, 2)
+
+            t0 = time.monotonic()
+            asyncio.run(twin())
+            assert time.monotonic() - t0 < 2.5
+            # nothing half-written: no QUEUED record was left behind for the failed submits
+            store = client.adapter.recorder.store  # type: ignore[attr-defined]
+            assert not list(store.client.scan_iter(match=store.prefix + "*"))
+    finally:
+        if kind == "silent":
+            silent.close()
+
+
+def test_redis_down_raises_quickly() -> None:
+    if "taskiq+redis" not in IDS:
+        pytest.skip("taskiq+redis not selected")
+    with anytask.connect("taskiq+redis://127.0.0.1:1/0?timeout=1") as client:
+        t0 = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            client.submit(tasks.add, 1, 2)
+        with pytest.raises(BrokerUnavailable):
+            client.status(uuid.uuid4().hex)
+        assert time.monotonic() - t0 < 2.5
