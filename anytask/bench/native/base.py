@@ -49,3 +49,25 @@ class NativeBase(Driver):
         s = self.settings()
         env.update({ENV_URL: s["url"], ENV_RESULT: s["result"], ENV_QUEUE: s["queue"], ENV_CONFIG: s["config"]})
         return env
+
+
+def delete_amqp_queues(amqp_url: str, names: list[str]) -> None:
+    """Delete this run's queues on RabbitMQ (isolation: nothing left behind). Best effort."""
+    try:
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            for name in names:
+                ch = conn.channel()
+                try:
+                    ch.queue_delete(name)
+                except Exception:  # noqa: BLE001 - absent queue closes the channel
+                    pass
+                finally:
+                    if ch.is_open:
+                        ch.close()
+        finally:
+            conn.close()
+    except Exception:  # noqa: BLE001
+        pass
