@@ -1,0 +1,352 @@
+"""The Huey traps the adapter handles, against real storages and real ``anytask worker`` processes.
+
+Runs for huey+sqlite and huey+redis (filtered by ANYTASK_TEST_BACKENDS when it is set). Every case uses
+the URL parameter ``prefix=tha.`` so its queues and records never meet the conformance session's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import anytask
+from anytask import Feature, Status
+from anytask.adapters.huey import HueyAdapter, JSONSerializer
+from anytask.facade.capabilities import Support
+from anytask.facade.adapter import WorkerOptions
+from anytask.facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskFailed
+from anytask.facade.url import parse_url
+from anytask.testing import tasks
+from anytask.testing.backends import REDIS, answers, workdir
+from anytask.testing.workers import WorkerProcess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULE = __name__  # how the worker imports this module (PYTHONPATH=tests)
+PREFIX = "tha."
+
+
+# Tasks of this module: the worker imports it with --tasks (see _worker).
+@anytask.task
+def kw_echo(**kwargs: Any) -> Any:
+    return kwargs
+
+
+@anytask.task(name="huey_adapter_plain")
+def plain_name() -> str:
+    return "plain"
+
+
+def _cases() -> list[tuple[str, str]]:
+    cases = [("huey+sqlite", f"huey+sqlite:///{workdir()}/huey-adapter.db?prefix={PREFIX}"),
+             ("huey+redis", f"huey+redis://{REDIS}/1?prefix={PREFIX}")]
+    wanted = {s.strip() for s in os.environ.get("ANYTASK_TEST_BACKENDS", "").split(",") if s.strip()}
+    return [c for c in cases if not wanted or c[0] in wanted]
+
+
+def _worker(url: str, queue: str = "default", config: str = "defaults", extra: tuple[str, ...] = (),
+            concurrency: int = 2) -> WorkerProcess:
+    return WorkerProcess(url, tasks=("anytask.testing.tasks", MODULE), concurrency=concurrency, queues=(queue,),
+                         config=config, extra=extra, env={"PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")})
+
+
+def _ready(w: WorkerProcess, client: anytask.Client, queue: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert w.proc is not None and w.proc.poll() is None, w.output()
+        h = client.submit(tasks.ping.using(queue=queue))
+        try:
+            if h.result(timeout=10) == "pong":
+                return
+        except ResultTimeout:
+            continue
+    raise AssertionError(f"worker on {queue} not ready:\n{w.output()}")
+
+
+@pytest.fixture(scope="module", params=_cases(), ids=lambda c: c[0])
+def hb(request: pytest.FixtureRequest) -> Iterator[tuple[anytask.Client, WorkerProcess]]:
+    cid, url = request.param
+    host, port = REDIS.rsplit(":", 1)
+    if cid == "huey+redis" and not answers(host, int(port)):
+        pytest.skip(f"no Redis at {REDIS}")
+    client = anytask.connect(url)
+    queues = ["default", "side", "idle", "term", "reliable"]
+    client.adapter.purge(queues)
+    w = _worker(url).start()
+    try:
+        _ready(w, client, "default")
+        yield client, w
+    finally:
+        code = w.stop()
+        client.adapter.purge(queues)
+        client.close()
+        assert code == 0, f"SIGTERM should stop the Huey consumer cleanly, got {code}:\n{w.output()}"
+
+
+def huey_of(client: anytask.Client, queue: str = "default") -> Any:
+    adapter = client.adapter
+    assert isinstance(adapter, HueyAdapter)
+    return adapter.huey(queue)
+
+
+# -- wire format and names ---------------------------------------------------------------------------
+
+
+def test_huey_message_round_trips_as_json() -> None:
+    from huey.registry import Message
+    from huey.utils import Error
+
+    s = JSONSerializer()
+    eta = datetime.datetime(2030, 1, 2, 3, 4, 5, 678)
+    m = Message("id1", "pkg.mod.f", eta, 2, 1.5, None, (1, [2, {"a": None}]), {"k": "é"}, None, None, None,
+                None, 0, None, 2)
+    raw = s.serialize(m)
+    assert raw.startswith(b'{"message":')  # JSON, not pickle
+    back = s.deserialize(raw)
+    assert back == m and isinstance(back.args, tuple) and back.eta == eta
+    err = Error({"error": "ValueError('x')", "retries": 0, "traceback": "tb", "task_id": "id1"})
+    assert s.deserialize(s.serialize(err)) == err
+    # revocation data as Huey stores it: (datetime | None, bool)
+    assert s.deserialize(s.serialize((eta, True))) == [eta, True]
+    # a user's value is never interpreted, even if it looks like a tag
+    assert s.deserialize(s.serialize({"huey.datetime": "2020-01-01"})) == {"huey.datetime": "2020-01-01"}
+    with pytest.raises(TypeError, match="JSON"):
+        s.serialize(object())
+
+
+def test_wire_is_json_with_facade_id_and_anytask_name(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    h = client.submit(tasks.add.using(queue="idle"), 1, 2)  # no worker consumes "idle"
+    assert client.status(h.id) is Status.QUEUED
+    raw = huey_of(client, "idle").storage.enqueued_items()
+    docs = [json.loads(bytes(r)) for r in raw]
+    mine = [d["message"] for d in docs if d["message"]["id"] == h.id]
+    assert mine and mine[0]["name"] == "anytask.testing.tasks.add" and mine[0]["args"] == [1, 2]
+    assert huey_of(client, "idle").name == PREFIX + "idle"
+    client.adapter.purge(["idle"])
+
+
+def test_native_registry_lists_the_anytask_names(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, w = hb
+    assert client.submit(plain_name).result(timeout=30) == "plain"
+    out = w.output()
+    assert "+ anytask.testing.tasks.add" in out and "+ huey_adapter_plain" in out, out
+
+
+def test_user_kwargs_named_like_huey_options_stay_user_kwargs(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    # huey's TaskWrapper.s() pops id/eta/delay/retries/retry_delay/priority/expires/timeout from kwargs.
+    client, _ = hb
+    kw = {"id": "mine", "eta": "e", "delay": 3, "retries": 5, "retry_delay": 1, "priority": 2,
+          "expires": 9, "timeout": 7, "task": "t"}
+    assert client.submit(kw_echo, **kw).result(timeout=30) == kw
+
+
+# -- results and states -------------------------------------------------------------------------------
+
+
+def test_results_are_peeked_never_popped(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    h = client.submit(tasks.add, 2, 3)
+    assert h.result(timeout=30) == 5
+    huey = huey_of(client)
+    # Huey's own result store has the value too (JSON), and reading with preserve keeps it.
+    assert huey.result(h.id, preserve=True) == 5 and huey.result(h.id, preserve=True) == 5
+    for _ in range(3):
+        info = client.get(h.id)
+        assert info.status is Status.SUCCEEDED and info.value == 5 and info.attempts == 1
+        assert info.enqueued_at and info.started_at and info.finished_at
+    n = client.submit(tasks.return_none)
+    assert n.result(timeout=30) is None
+    assert huey.result(n.id, preserve=True) is None and huey.storage.has_data_for_key(n.id)  # store_none=True
+    assert client.get(n.id).has_value
+
+
+def test_failure_is_errorinfo_not_hueys_repr(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    from huey.exceptions import TaskException
+
+    client, _ = hb
+    h = client.submit(tasks.fail, "boom 7")
+    with pytest.raises(TaskFailed) as ei:
+        h.result(timeout=30)
+    assert ei.value.exc_type == "anytask.testing.tasks.TaskBoom" and ei.value.message == "boom 7"
+    # What Huey itself stores: an Error with repr(exc) and the traceback, kept as JSON.
+    with pytest.raises(TaskException) as he:
+        huey_of(client).result(h.id, preserve=True)
+    assert he.value.metadata["error"] == "TaskBoom('boom 7')" and "TaskBoom" in he.value.metadata["traceback"]
+
+
+def test_retries_are_hueys_and_attempts_are_counted(hb: tuple[anytask.Client, WorkerProcess], tmp_path: Any) -> None:
+    client, _ = hb
+    path = str(tmp_path / "flaky.txt")
+    h = client.submit(tasks.flaky.using(retries=2), path, 2)
+    assert h.result(timeout=30) == 3
+    assert client.get(h.id).attempts == 3
+
+
+def test_timeout_is_hueys_task_timeout(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    assert client.capabilities.get(Feature.TIMEOUT).support is Support.NATIVE
+    t0 = time.monotonic()
+    h = client.submit(tasks.sleep.using(timeout=0.5), 20.0)
+    with pytest.raises(TaskFailed) as ei:
+        h.result(timeout=30)
+    assert ei.value.exc_type == "huey.exceptions.TaskTimeout"
+    assert time.monotonic() - t0 < 10
+
+
+def test_delay_is_scheduled_until_due(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    h = client.submit(tasks.add.using(delay=2.5), 1, 2)
+    assert client.status(h.id) is Status.SCHEDULED
+    time.sleep(1.0)
+    assert client.status(h.id) is Status.SCHEDULED  # the worker moved it to Huey's schedule
+    assert h.result(timeout=30) == 3
+    info = client.get(h.id)
+    assert info.started_at is not None and info.enqueued_at is not None
+    assert info.started_at - info.enqueued_at >= 2.4
+
+
+def test_async_tasks_are_emulated_with_asyncio_run(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    assert client.capabilities.get(Feature.ASYNC_TASKS).support is Support.EMULATED
+    assert client.submit(tasks.async_add, 20, 22).result(timeout=30) == 42
+
+
+# -- queues and workers -------------------------------------------------------------------------------
+
+
+def test_queue_is_a_huey_instance_served_by_its_own_worker(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    h = client.submit(tasks.add.using(queue="side"), 4, 4)
+    time.sleep(1.5)
+    assert client.status(h.id) is Status.QUEUED  # the "default" worker does not see the "side" instance
+    w = _worker(client.url.raw, queue="side", concurrency=1).start()
+    try:
+        assert h.result(timeout=60) == 8
+    finally:
+        assert w.stop() == 0
+
+
+def test_worker_refuses_several_queues(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    w = WorkerProcess(client.url.raw, queues=("default", "side")).start()
+    assert w.proc is not None
+    assert w.proc.wait(60) == 2
+    assert "one queue" in w.output()
+
+
+def test_sigterm_interrupts_running_task_and_exits_0(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    w = _worker(client.url.raw, queue="term", concurrency=1).start()
+    try:
+        _ready(w, client, "term")
+        h = client.submit(tasks.sleep.using(queue="term"), 30.0, "late")
+        deadline = time.monotonic() + 30
+        while client.status(h.id) is not Status.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+    finally:
+        code = w.stop()
+    assert code == 0, w.output()
+    assert time.monotonic() - t0 < 10
+    info = client.get(h.id)
+    assert info.status is Status.FAILED and info.error is not None
+    assert info.error.type == "anytask.WorkerInterrupted"
+
+
+def test_reliable_config_lets_the_running_task_finish_on_sigterm(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    w = _worker(client.url.raw, queue="reliable", config="reliable", concurrency=1).start()
+    try:
+        _ready(w, client, "reliable")
+        h = client.submit(tasks.sleep.using(queue="reliable"), 2.0, "done")
+        deadline = time.monotonic() + 30
+        while client.status(h.id) is not Status.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        code = w.stop()
+    assert code == 0, w.output()
+    assert client.get(h.id).status is Status.SUCCEEDED and client.result(h.id, timeout=1) == "done"
+
+
+def test_task_unknown_to_the_worker_fails_instead_of_staying_queued(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    # Huey drops such a message with a log line only; the record would say QUEUED for ever.
+    client, _ = hb
+    w = WorkerProcess(client.url.raw, concurrency=1, queues=("term",)).start()  # without this module's tasks
+    try:
+        _ready(w, client, "term")
+        h = client.submit(kw_echo.using(queue="term"), a=1)
+        with pytest.raises(TaskFailed) as ei:
+            h.result(timeout=30)
+        assert ei.value.exc_type == "anytask.facade.errors.TaskNotRegistered" and "--tasks" in ei.value.message
+    finally:
+        assert w.stop() == 0, w.output()
+
+
+def test_sighup_restarts_the_consumer_in_place(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    # huey's consumer re-execs sys.argv on SIGHUP; under "python -m anytask" that must stay a -m run.
+    client, _ = hb
+    w = _worker(client.url.raw, queue="term", concurrency=1).start()
+    try:
+        _ready(w, client, "term")
+        assert w.proc is not None
+        w.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "Consumer will restart" not in w.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _ready(w, client, "term")
+        assert w.output().count("The following commands are available") == 2
+    finally:
+        assert w.stop() == 0, w.output()
+
+
+def test_consumer_options_pass_through() -> None:
+    a = HueyAdapter(parse_url("huey+sqlite:///tmp/anytask-huey-opts.db"))
+
+    c = a.consumer_config(WorkerOptions(concurrency=3))
+    assert (c.workers, c.worker_type, c.graceful_signal) == (3, "process", "INT")
+    c = a.consumer_config(WorkerOptions(config="reliable"))
+    assert c.graceful_signal == "TERM"
+    c = a.consumer_config(WorkerOptions(extra=("-k", "thread", "-m", "2")))
+    assert (c.worker_type, c.max_delay) == ("thread", 2.0)
+    with pytest.raises(ConfigurationError):
+        a.consumer_config(WorkerOptions(extra=("-s", "7")))
+
+
+# -- URLs and broker errors -----------------------------------------------------------------------------
+
+
+def test_sqlite_urls() -> None:
+    assert HueyAdapter(parse_url("huey+sqlite:///var/tmp/x.db")).filename == "/var/tmp/x.db"
+    assert HueyAdapter(parse_url("huey+sqlite:////var/tmp/x.db")).filename == "/var/tmp/x.db"
+    assert HueyAdapter(parse_url("huey+sqlite://data/x.db")).filename == os.path.abspath("data/x.db")
+    with pytest.raises(ConfigurationError):
+        HueyAdapter(parse_url("huey+sqlite://"))
+
+
+def test_redis_down_raises_broker_unavailable_quickly() -> None:
+    client = anytask.connect("huey+redis://:secret@127.0.0.1:1/0?timeout=1")
+    t0 = time.monotonic()
+    with pytest.raises(BrokerUnavailable) as ei:
+        client.submit(tasks.add, 1, 2)
+    assert "secret" not in str(ei.value) and "127.0.0.1:1" in str(ei.value)
+    with pytest.raises(BrokerUnavailable):
+        client.get(uuid.uuid4().hex)
+    with pytest.raises(BrokerUnavailable):
+        client.adapter.ping()
+    assert time.monotonic() - t0 < 5
+
+
+def test_sqlite_unusable_file_raises_broker_unavailable() -> None:
+    client = anytask.connect("huey+sqlite:///proc/anytask-no-such-dir/x.db")
+    with pytest.raises(BrokerUnavailable, match="SQLite"):
+        client.submit(tasks.add, 1, 2)
+    with pytest.raises(BrokerUnavailable, match="SQLite"):
+        client.get("x")
