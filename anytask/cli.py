@@ -64,6 +64,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.urls)
 
 
+def cmd_capabilities(args: argparse.Namespace) -> int:
+    from .capdoc import render
+
+    text = render()
+    if args.write:
+        with open(args.write, "w") as fh:
+            fh.write(text)
+        print(f"wrote {args.write}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anytask", description="One API over Celery, RQ, Dramatiq, Huey and TaskiQ.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
     d.add_argument("urls", nargs="*", help="backend URLs (default: every backend whose broker answers)")
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("capabilities", help="print the backend x feature table from the adapters' declarations")
+    c.add_argument("--write", metavar="FILE", nargs="?", const="docs/capabilities.md",
+                   help="write the Markdown to FILE (default docs/capabilities.md)")
+    c.set_defaults(func=cmd_capabilities)
 
     # Subcommands of the optional parts (bench, brokers, report, probe) register themselves.
     for module in ("anytask.bench.cli", "anytask.report.cli", "anytask.probe.cli"):
