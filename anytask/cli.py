@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "is the worker's.",
         epilog=f"{URL_HELP}\n\nexample:\n  anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks --concurrency 4\n"
                "  anytask worker celery+amqp://guest:guest@127.0.0.1:5672// --tasks myapp.tasks -- --loglevel=debug")
-    w.add_argument("url", nargs="?", help="backend URL (see below); default $ANYTASK_URL")
+    w.add_argument("url", nargs="?", help="backend URL (see below); default $ANYTASK_URL. Arguments after "
+                   "'--' go to the native worker unchanged")
     w.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
                    help="module(s) that define the tasks; imported before the worker starts")
     w.add_argument("--concurrency", "-c", type=int, default=2, help="execution slots (processes, threads or "
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--config", choices=["defaults", "tuned", "reliable"], default="defaults",
                    help="named configuration: the library's defaults, its documented throughput tuning, or "
                         "acks-late style reliability (default: defaults)")
-    w.add_argument("extra", nargs="*", help="after '--': extra arguments for the native worker")
+    w.set_defaults(extra=[])
     w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
@@ -128,7 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("ANYTASK_LOG", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after '--' goes to the native worker untouched
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
     args = parser.parse_args(argv)
+    if hasattr(args, "extra"):
+        args.extra = [*args.extra, *extra]
     try:
         return int(args.func(args) or 0)
     except AnytaskError as exc:

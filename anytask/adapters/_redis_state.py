@@ -23,7 +23,7 @@ def broker_errors(what: str, url: str) -> Iterator[None]:
     """Turn redis-py connection errors into BrokerUnavailable naming the (masked) URL."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse) as exc:
         raise BrokerUnavailable(f"{what}: Redis at {mask(url)} did not answer ({exc}); is it running? "
                                 "Start one with 'anytask brokers up' or check the URL") from None
     except redis.AuthenticationError as exc:

@@ -30,7 +30,7 @@ BACKENDS: dict[str, BackendSpec] = {
     for s in [
         BackendSpec("memory", "anytask.adapters.memory:MemoryAdapter", "", (), "memory://"),
         BackendSpec("huey+sqlite", "anytask.adapters.huey:HueyAdapter", "huey", ("huey",),
-                    "huey+sqlite:///tasks.db"),
+                    "huey+sqlite:///var/tmp/tasks.db"),
         BackendSpec("huey+redis", "anytask.adapters.huey:HueyAdapter", "huey", ("huey", "redis"),
                     "huey+redis://127.0.0.1:6379/0"),
         BackendSpec("rq+redis", "anytask.adapters.rq:RQAdapter", "rq", ("rq", "redis"),

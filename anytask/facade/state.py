@@ -67,7 +67,8 @@ class Recorder:
         self._w(task_id, fields)
 
     def succeeded(self, task_id: str, value: Any, *, store_value: bool = True) -> None:
-        fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time()}
+        # a success after retries carries no error of an earlier attempt
+        fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time(), "error": None}
         if store_value:
             fields["value"] = value
         self._w(task_id, fields)
