@@ -275,6 +275,10 @@ def test_broker_down_raises_within_the_timeout(kind: str) -> None:
             t0 = time.monotonic()
             asyncio.run(twin())
             assert time.monotonic() - t0 < 2.5
+            # no aio-pika reconnect loop is left running on the adapter's private loop
+            leftovers = [t for t in asyncio.all_tasks(client.adapter._io.loop)  # type: ignore[attr-defined]
+                         if "RobustConnection" in getattr(t.get_coro(), "__qualname__", "")]
+            assert not leftovers
             # nothing half-written: no QUEUED record was left behind for the failed submits
             store = client.adapter.recorder.store  # type: ignore[attr-defined]
             assert not list(store.client.scan_iter(match=store.prefix + "*"))
