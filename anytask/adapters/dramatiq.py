@@ -1,0 +1,583 @@
+"""``dramatiq+redis://`` and ``dramatiq+amqp://``: Dramatiq with its Redis or RabbitMQ broker.
+
+URL forms::
+
+    dramatiq+redis://[:password@]host:6379/db[?prefix=...&timeout=3]
+    dramatiq+amqp://user:pass@host:5672/vhost[?result=redis://host:6379/db&prefix=...&timeout=3&confirm=1]
+
+* Broker: ``RedisBroker`` on the URL's Redis, or ``RabbitmqBroker`` (pika) on the AMQP URL
+  (an empty path, ``/`` or ``//`` is the default vhost ``/``).
+* Results: Dramatiq's ``Results`` middleware with a ``RedisBackend``; on ``dramatiq+redis`` the
+  broker's Redis, on ``dramatiq+amqp`` the Redis of ``result=`` (default ``redis://127.0.0.1:6379/0``).
+* States: Dramatiq keeps none, so :class:`StateMiddleware` records them with Dramatiq's own
+  middleware hooks into a :class:`RedisStateStore` next to the results (``anytask:dramatiq:state:<id>``).
+* ``prefix`` is prepended to native queue names; ``timeout`` (seconds, default 3) bounds connecting;
+  ``confirm=0`` turns off RabbitMQ publisher confirms on submit (default on).
+
+The worker is Dramatiq's own CLI, ``python -m dramatiq anytask.adapters.dramatiq:worker_broker``: the
+``worker_broker`` callable builds the broker from environment variables set by :meth:`run_worker`.
+See docs/adapters/dramatiq.md for the traps this module neutralises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dramatiq
+import redis
+from dramatiq.common import xq_name
+from dramatiq.encoder import JSONEncoder
+from dramatiq.errors import ActorNotFound, BrokerConnectionError
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+    TimeLimitExceeded,
+)
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend
+
+from ..facade import execution
+from ..facade.adapter import Adapter, WorkerOptions
+from ..facade.capabilities import Capabilities, Feature, native, unsupported
+from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered
+from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.state import DEFAULT_TTL, Recorder
+from ..facade.status import Status
+from ..facade.task import Task, get_task, registered_tasks
+from ..facade.url import BackendURL, mask, parse_url
+from ._redis_state import RedisStateStore, broker_errors
+from ._redis_state import connect as redis_connect
+
+logger = logging.getLogger("anytask.dramatiq")
+
+DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
+STATE_PREFIX = "anytask:dramatiq:state:"
+RESULT_NAMESPACE = "dramatiq-results"
+RESULT_TTL_MS = int(DEFAULT_TTL * 1000)  # Dramatiq's default is 10 minutes: align with the state records
+NO_LIMIT_MS = 10 * 365 * 24 * 3600 * 1000  # "no time limit" in a JSON message (float('inf') is not JSON)
+SCHEDULED_OPTION = "anytask_scheduled"  # message option: submitted with a delay (SCHEDULED until due)
+
+# Environment of the worker process (set by run_worker, read by worker_broker).
+ENV_URL = "ANYTASK_DRAMATIQ_URL"
+ENV_MODULES = "ANYTASK_DRAMATIQ_MODULES"
+ENV_TASKS = "ANYTASK_DRAMATIQ_TASKS"
+ENV_QUEUES = "ANYTASK_DRAMATIQ_QUEUES"
+ENV_CONFIG = "ANYTASK_DRAMATIQ_CONFIG"
+
+_CONFIGS = ("defaults", "tuned", "reliable")
+
+
+# -- URL --------------------------------------------------------------------------------------------
+
+
+def _amqp_url(broker_url: str) -> str:
+    """The AMQP URL for pika: '', '/' and '//' mean the default vhost '/' (pika wants it as %2F)."""
+    parts = urlsplit(broker_url)
+    path = parts.path if parts.path not in ("", "/", "//") else "/%2F"
+    return urlunsplit(("amqp", parts.netloc, path, "", ""))
+
+
+def _pika_parameters(broker_url: str, timeout: float) -> Any:
+    """pika parameters that give up within ``timeout``: one attempt, bounded socket and handshake."""
+    import pika  # type: ignore[import-untyped]
+
+    params = pika.URLParameters(_amqp_url(broker_url))
+    params.connection_attempts = 1  # pika's default is 1, but make the bound explicit
+    params.retry_delay = 0.1
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout
+    params.blocked_connection_timeout = max(timeout, 30.0)
+    return params
+
+
+def _producer_redis(url: str, timeout: float) -> redis.Redis:
+    """A client whose every call gives up within ``timeout``: the producer's commands are all short
+    (the shared ``_redis_state.connect`` waits at least 5 s for a reply, longer than the URL's timeout)."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                health_check_interval=30)
+
+
+def _result_url(url: BackendURL) -> str:
+    if url.transport == "redis":
+        return url.broker_url
+    return url.params.get("result") or DEFAULT_RESULT_URL
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() not in ("0", "false", "no", "off")
+
+
+# -- worker side: states, the actor wrapper --------------------------------------------------------
+
+
+def error_info(exc: BaseException, message: Any = None) -> ErrorInfo:
+    """The remote exception as strings, with its module path (Dramatiq's Results keep only the name)."""
+    info = ErrorInfo.from_exception(exc)
+    if isinstance(exc, TimeLimitExceeded) and not info.message:
+        limit = (message.options.get("time_limit") if message is not None else None)
+        what = f" of {limit / 1000:g}s" if isinstance(limit, (int, float)) else ""
+        info = ErrorInfo(info.type, f"time limit{what} exceeded", info.traceback)
+    return info
+
+
+class StateMiddleware(dramatiq.Middleware):
+    """Records QUEUED/RUNNING/RETRYING/SUCCEEDED/FAILED/CANCELLED with Dramatiq's middleware hooks.
+
+    It sits after ``Retries`` and before ``Results`` in the middleware list; ``after_*`` hooks run in
+    reverse order, so ``Results`` has stored the value before SUCCEEDED is written, and RETRYING is
+    written before ``Retries`` re-enqueues the message (no stale RETRYING over the next RUNNING).
+    """
+
+    def __init__(self, recorder: Recorder, retries: Retries, time_limit: TimeLimit) -> None:
+        self.recorder = recorder
+        self.retries = retries
+        self.time_limit = time_limit
+        # Time-limit watchdog: thread id -> (deadline, message); ids reported FAILED at their deadline.
+        self._deadlines: dict[int, tuple[float, Any, Any]] = {}
+        self._timed_out: set[str] = set()
+        self._lock = threading.Lock()
+        self._watchdog: threading.Thread | None = None
+
+    def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+        # A delayed message whose eta passed is moved by the worker from <queue>.DQ to <queue>:
+        # SCHEDULED -> QUEUED. (Retries re-enqueue with a delay and keep RETRYING until RUNNING.)
+        if delay is None and message.options.get(SCHEDULED_OPTION) and not message.options.get("retries"):
+            self.recorder.store.write(message.message_id, {"status": Status.QUEUED.value}, self.recorder.ttl)
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        self.recorder.started(message.message_id, attempt=message.options.get("retries", 0) + 1)
+        limit = message.options.get("time_limit") or broker.get_actor(message.actor_name).options.get(
+            "time_limit", self.time_limit.time_limit)  # the same lookup as Dramatiq's TimeLimit
+        if isinstance(limit, (int, float)) and math.isfinite(limit) and limit < NO_LIMIT_MS:
+            with self._lock:
+                self._deadlines[threading.get_ident()] = (time.monotonic() + limit / 1000, broker, message)
+                if self._watchdog is None:
+                    self._watchdog = threading.Thread(target=self._watch, name="anytask-time-limits", daemon=True)
+                    self._watchdog.start()
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        timed_out = self._done(message)
+        if exception is None and not timed_out:
+            self.recorder.succeeded(message.message_id, None, store_value=False)  # the value is in Results
+        elif exception is None:
+            # Returned after its deadline, before TimeLimit's exception landed: still a timeout, and
+            # Retries (which saw no exception) will not retry it.
+            self.recorder.failed(message.message_id, error_info(TimeLimitExceeded(), message), will_retry=False)
+        else:
+            self.recorder.failed(message.message_id, error_info(exception, message),
+                                 will_retry=self.will_retry(broker, message, exception))
+
+    def _done(self, message: Any) -> bool:
+        with self._lock:
+            self._deadlines.pop(threading.get_ident(), None)
+            if message.message_id in self._timed_out:
+                self._timed_out.discard(message.message_id)
+                return True
+        return False
+
+    def _watch(self) -> None:
+        """Dramatiq's TimeLimit raises TimeLimitExceeded in the worker thread, but only when that thread
+        runs Python bytecode again: a blocking call (time.sleep, a socket read) runs to its end first.
+        So the task is reported at its deadline here; the thread is freed when the call returns."""
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                expired = [(tid, b, m) for tid, (d, b, m) in self._deadlines.items() if d <= now]
+                for tid, _, m in expired:
+                    del self._deadlines[tid]
+                    self._timed_out.add(m.message_id)
+            for _, broker, message in expired:
+                exc = TimeLimitExceeded()
+                try:
+                    self.recorder.failed(message.message_id, error_info(exc, message),
+                                         will_retry=self.will_retry(broker, message, exc))
+                except Exception:
+                    logger.warning("could not record the time-out of %s", message.message_id, exc_info=True)
+
+    def after_skip_message(self, broker: Any, message: Any) -> None:
+        self._done(message)
+        exc = getattr(message, "_exception", None)
+        if message.failed:
+            err = error_info(exc, message) if exc is not None else ErrorInfo(
+                "dramatiq.middleware.SkipMessage", "skipped and failed by a dramatiq middleware")
+            self.recorder.failed(message.message_id, err, will_retry=False)
+        else:
+            self.recorder.cancelled(message.message_id, "skipped by a dramatiq middleware")
+
+    def after_nack(self, broker: Any, message: Any) -> None:
+        # Dead-lettered without running (the worker does not know the actor): FAILED, not QUEUED forever.
+        exc = getattr(message, "_exception", None)
+        if isinstance(exc, ActorNotFound):
+            err = ErrorInfo.from_exception(exc)
+            err = ErrorInfo(err.type, f"the worker has no actor named {message.actor_name!r}; start it with "
+                            f"--tasks naming the module that defines it", err.traceback)
+            self.recorder.failed(message.message_id, err, will_retry=False)
+
+    def will_retry(self, broker: Any, message: Any, exc: BaseException) -> bool:
+        """Whether ``Retries.after_process_message`` (which runs next) re-enqueues the message."""
+        try:
+            actor = broker.get_actor(message.actor_name)
+        except ActorNotFound:
+            return False
+        throws = message.options.get("throws") or actor.options.get("throws")
+        if throws and isinstance(exc, throws):
+            return False
+        retries = message.options.get("retries", 0)
+        retry_when = actor.options.get("retry_when", self.retries.retry_when)
+        if retry_when is not None:
+            return bool(retry_when(retries, exc))
+        max_retries = message.options.get("max_retries", actor.options.get("max_retries", self.retries.max_retries))
+        return max_retries is None or retries < max_retries
+
+
+def _actor_function(task: Task[Any, Any]) -> Any:
+    """The native function: set the TaskContext, run the task through execution.call/acall.
+
+    For an ``async def`` task it is itself ``async def``: Dramatiq then runs it natively on the event
+    loop thread of its AsyncIO middleware (the current message's contextvar is carried over)."""
+
+    def context() -> execution.TaskContext:
+        msg = CurrentMessage.get_current_message()
+        if msg is None:  # pragma: no cover - the worker broker always has CurrentMessage
+            return execution.TaskContext("", task.name)
+        return execution.TaskContext(msg.message_id, task.name, msg.options.get("retries", 0) + 1)
+
+    run: Any
+    if task.is_async:
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with execution.task_context(context()):
+                return await execution.acall(task, args, kwargs)
+    else:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with execution.task_context(context()):
+                return execution.call(task, args, kwargs)
+
+    run.__name__ = task.func.__name__
+    run.__qualname__ = task.func.__qualname__
+    run.__module__ = task.func.__module__
+    run.__doc__ = task.func.__doc__
+    return run
+
+
+# -- the adapter ------------------------------------------------------------------------------------
+
+
+class DramatiqAdapter(Adapter):
+    capabilities = Capabilities(
+        features={
+            Feature.RETRIES: native("Retries middleware: max_retries=retries and min_backoff=retry_backoff "
+                                    "(ms) on each message; Dramatiq's default of 20 retries is neutralised to 0; "
+                                    "backoff is retry_backoff*2^n with Dramatiq's x1-2 jitter"),
+            Feature.TIMEOUT: native("TimeLimit middleware: time_limit=timeout (ms) on each message, "
+                                    "TimeLimitExceeded raised in the worker thread; Dramatiq's default "
+                                    "10-minute limit is neutralised to none"),
+            Feature.QUEUES: native("actor/message queue_name = prefix+queue; the worker consumes "
+                                   "--queues (and their .DQ delay queues)"),
+            Feature.ASYNC_TASKS: native("declared as async def actors: Dramatiq's AsyncIO middleware runs "
+                                        "them on its event loop thread"),
+            Feature.DELAY: native("broker.enqueue(message, delay=ms): the message waits in the <queue>.DQ "
+                                  "delay queue; the worker's consumer re-enqueues it at its eta"),
+            Feature.PRIORITY: unsupported("not wired in anytask yet; Dramatiq has actor priority "
+                                          "(worker-local ordering) and RabbitMQ broker_priority"),
+            Feature.CANCEL: unsupported("not wired in anytask yet; Dramatiq has no native cancel "
+                                        "(the dramatiq-abort extension adds one)"),
+            Feature.PROGRESS: unsupported("not wired in anytask yet; Dramatiq keeps no progress (it would "
+                                          "go into the state record)"),
+            Feature.CHAIN: unsupported("not wired in anytask yet; Dramatiq has dramatiq.pipeline"),
+            Feature.GROUP: unsupported("not wired in anytask yet; Dramatiq has dramatiq.group"),
+            Feature.CHORD: unsupported("not wired in anytask yet; Dramatiq has group completion callbacks "
+                                       "(GroupCallbacks middleware)"),
+            Feature.RATE_LIMIT: unsupported("not wired in anytask yet; Dramatiq has dramatiq.rate_limits "
+                                            "(WindowRateLimiter, ConcurrentRateLimiter)"),
+            Feature.UNIQUE: unsupported("not wired in anytask yet; Dramatiq has no deduplication (a "
+                                        "ConcurrentRateLimiter with limit=1 only serialises)"),
+            Feature.RESULT_TTL: unsupported("not wired in anytask yet; Dramatiq's Results has result_ttl "
+                                            "per message"),
+            Feature.PERIODIC: unsupported("not wired in anytask yet; Dramatiq has no scheduler "
+                                          "(periodiq / APScheduler are the documented companions)"),
+        },
+        needs_worker=True,
+        delivery="at-least-once (Dramatiq acks after the actor returns)",
+        brokers=("redis", "rabbitmq"),
+    )
+
+    def __init__(self, url: BackendURL) -> None:
+        super().__init__(url)
+        if url.transport not in ("redis", "amqp"):
+            raise ConfigurationError(f"dramatiq supports redis and amqp brokers, not {url.transport!r} "
+                                     f"({url.masked}); e.g. dramatiq+redis://127.0.0.1:6379/0")
+        self.prefix = url.params.get("prefix", "")
+        self.result_url = _result_url(url)
+        self.confirm = _flag(url.params.get("confirm"), True)
+        self.redis = _producer_redis(self.result_url, self.connect_timeout)
+        self.store = RedisStateStore(self.redis, STATE_PREFIX, self.result_url)
+        self.recorder = Recorder(self.store)
+        self.results = RedisBackend(client=self.redis, namespace=RESULT_NAMESPACE, encoder=JSONEncoder(),
+                                    use_namespace_prefix_keys=True)
+        self._broker: Any = None
+
+    # -- brokers -------------------------------------------------------------------------------
+    def native_queue(self, queue: str) -> str:
+        return self.prefix + queue
+
+    def _producer_broker(self) -> Any:
+        """A broker without middleware, for enqueueing only (built lazily: no I/O until used)."""
+        if self._broker is None:
+            if self.url.transport == "redis":
+                from dramatiq.brokers.redis import RedisBroker
+
+                client = _producer_redis(self.url.broker_url, self.connect_timeout)
+                self._broker = RedisBroker(client=client, middleware=[])  # type: ignore[no-untyped-call]
+            else:
+                from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+                self._broker = RabbitmqBroker(parameters=None, middleware=[], confirm_delivery=self.confirm)
+                self._broker.parameters = _pika_parameters(self.url.broker_url, self.connect_timeout)
+        return self._broker
+
+    def worker_broker(self, config: str = "defaults") -> Any:
+        """The worker's broker: Dramatiq's default middleware with the traps neutralised, plus
+        CurrentMessage, AsyncIO, the state recorder and Results (stored for a week, not 10 minutes)."""
+        retries = Retries(max_retries=0)  # Dramatiq's default is 20; each message carries its own
+        time_limit = TimeLimit(time_limit=float("inf"))  # Dramatiq's default is 600000 ms (10 minutes)
+        store = RedisStateStore(redis_connect(self.result_url, self.connect_timeout), STATE_PREFIX, self.result_url)
+        backend = RedisBackend(url=self.result_url, namespace=RESULT_NAMESPACE, encoder=JSONEncoder(),
+                               use_namespace_prefix_keys=True)
+        middleware = [
+            AgeLimit(),
+            time_limit,
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            retries,
+            CurrentMessage(),
+            AsyncIO(),
+            StateMiddleware(Recorder(store), retries, time_limit),
+            Results(backend=backend, store_results=True, result_ttl=RESULT_TTL_MS),  # type: ignore[no-untyped-call]
+        ]
+        if self.url.transport == "redis":
+            from dramatiq.brokers.redis import RedisBroker
+
+            return RedisBroker(url=self.url.broker_url, middleware=middleware)  # type: ignore[no-untyped-call]
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(parameters=None, middleware=middleware, confirm_delivery=(config == "reliable"))
+        broker.parameters = _pika_parameters(self.url.broker_url, max(self.connect_timeout, 10.0))
+        return broker
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Connection errors of the broker (redis-py, pika, Dramatiq) -> BrokerUnavailable."""
+        with broker_errors(what, self.url.raw):
+            try:
+                yield
+            except BrokerConnectionError as exc:
+                raise BrokerUnavailable(f"{what}: the broker at {self.url.masked} did not answer "
+                                        f"({mask(str(exc)) or type(exc).__name__})") from None
+            except Exception as exc:
+                if type(exc).__module__.startswith("pika"):
+                    raise BrokerUnavailable(f"{what}: RabbitMQ at {self.url.masked} did not answer "
+                                            f"({type(exc).__name__}: {mask(str(exc))}); is it running?") from None
+                raise
+
+    def _amqp_connect(self, broker: Any) -> None:
+        """Open this thread's pika connection now, so that a dead broker fails once, within the timeout
+        (Dramatiq's enqueue would otherwise retry the connection up to 6 times)."""
+        conn = broker.connection
+        if not conn.is_open:  # closed by the server (e.g. heartbeat): let Dramatiq open a new one
+            del broker.connection
+            broker.connection  # noqa: B018
+
+    # -- producer side -------------------------------------------------------------------------
+    def submit(self, task: Task[Any, Any], message: Message) -> None:
+        o = task.options
+        queue = self.native_queue(message.queue)
+        eta = message.options.get("eta")
+        delay = None if eta is None else max(0, round((eta - time.time()) * 1000))
+        options: dict[str, Any] = {
+            "max_retries": o.retries,  # per message: overrides the actor's (and Dramatiq's default 20)
+            "min_backoff": round(o.retry_backoff * 1000),
+        }
+        if o.timeout is not None:
+            options["time_limit"] = math.ceil(o.timeout * 1000)
+        elif self._declared_timeout(task):
+            options["time_limit"] = NO_LIMIT_MS  # .using(timeout=None) on a task declared with a timeout
+        if eta is not None:
+            options[SCHEDULED_OPTION] = True
+        msg: dramatiq.Message[Any] = dramatiq.Message(queue_name=queue, actor_name=task.name, args=tuple(message.args),
+                               kwargs=dict(message.kwargs), options=options, message_id=message.id,
+                               message_timestamp=int(message.enqueued_at * 1000))
+        # Record before enqueueing (a fast worker must find the record); the queue name is needed to
+        # rebuild the Results key from the id alone.
+        self.recorder.submitted(message.id, task.name, scheduled=eta is not None, enqueued_at=message.enqueued_at)
+        try:
+            self.store.write(message.id, {"dramatiq_queue": queue}, self.recorder.ttl)
+            broker = self._producer_broker()
+            with self._errors(f"enqueueing {task.name}"):
+                if self.url.transport == "amqp":
+                    self._amqp_connect(broker)
+                broker.enqueue(msg, delay=delay)
+        except BaseException:
+            try:
+                self.store.delete(message.id)
+            except BrokerUnavailable:
+                pass
+            raise
+
+    @staticmethod
+    def _declared_timeout(task: Task[Any, Any]) -> bool:
+        try:
+            return get_task(task.name).options.timeout is not None
+        except TaskNotRegistered:
+            return False
+
+    def get(self, task_id: str) -> TaskResult:
+        rec = self.store.read(task_id)
+        if not rec:
+            return TaskResult.unknown(task_id)
+        res = TaskResult.from_dict({**rec, "id": task_id})
+        if res.status is Status.SUCCEEDED and not res.has_value:
+            found, value = self._stored_result(task_id, rec)
+            if found:
+                res = res.replace(value=value, has_value=True)
+            else:
+                res = res.replace(note="the result is no longer in Dramatiq's result backend (expired?)")
+        elif res.status is Status.FAILED and res.error is None:
+            found, value = self._stored_result(task_id, rec)
+            exn = value.get("exn") if found and isinstance(value, dict) else None
+            if isinstance(exn, dict):  # Dramatiq's own exception record: class name and message only
+                res = res.replace(error=ErrorInfo(str(exn.get("type", "")), str(exn.get("msg", ""))))
+        return res
+
+    def _stored_result(self, task_id: str, rec: dict[str, Any]) -> tuple[bool, Any]:
+        """Peek at the Results backend (LINDEX: never consumes), rebuilding its key from the record."""
+        msg: dramatiq.Message[Any] = dramatiq.Message(queue_name=rec.get("dramatiq_queue") or self.native_queue("default"),
+                               actor_name=rec.get("task_name") or "", args=(), kwargs={}, options={},
+                               message_id=task_id)
+        key = self.results.build_message_key(msg)
+        with broker_errors("reading the task result", self.result_url):
+            data = self.redis.lindex(key, 0)
+        if data is None:
+            return False, None
+        return True, self.results.encoder.decode(data)
+
+    def ping(self) -> None:
+        with broker_errors("pinging the result store", self.result_url):
+            self.redis.ping()
+        if self.url.transport == "redis":
+            with broker_errors("pinging the broker", self.url.raw):
+                self._producer_broker().client.ping()
+        else:
+            import pika
+
+            with self._errors("pinging RabbitMQ"):
+                pika.BlockingConnection(_pika_parameters(self.url.broker_url, self.connect_timeout)).close()
+
+    def purge(self, queues: Sequence[str] = ("default",)) -> None:
+        broker = self._producer_broker()
+        with self._errors("purging queues"):
+            for q in queues:
+                broker.flush(self.native_queue(q))  # the queue and its .DQ (RabbitMQ: and .XQ)
+                if self.url.transport == "redis":
+                    broker.do_purge(xq_name(self.native_queue(q)))  # Redis keeps dead letters in .XQ
+        with broker_errors("purging results", self.result_url):
+            for q in queues:
+                for key in self.redis.scan_iter(match=f"{RESULT_NAMESPACE}:{self.native_queue(q)}:*", count=1000):
+                    self.redis.delete(key)
+        self.store.purge()
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
+            if self.url.transport == "redis":
+                self._broker.client.close()
+            self._broker = None
+        self.redis.close()
+
+    # -- worker side ---------------------------------------------------------------------------
+    def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        """Replace this process by Dramatiq's CLI (signals and exit code are Dramatiq's own).
+
+        ``python -m dramatiq anytask.adapters.dramatiq:worker_broker --processes 1 --threads N --queues Q..``
+        """
+        if options.config not in _CONFIGS:
+            raise ConfigurationError(f"unknown worker config {options.config!r}; valid: {', '.join(_CONFIGS)}")
+        if options.concurrency < 1:
+            raise ConfigurationError("concurrency must be >= 1")
+        argv, env = self.worker_command(tasks, options)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, argv, env)
+        return 1  # pragma: no cover - execve does not return
+
+    def worker_command(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> tuple[list[str], dict[str, str]]:
+        """The Dramatiq CLI command line and environment for ``options`` (see docs/adapters/dramatiq.md)."""
+        env = dict(os.environ)
+        env[ENV_URL] = self.url.raw
+        env[ENV_MODULES] = ",".join(sorted({t.func.__module__ for t in tasks}))
+        env[ENV_TASKS] = ",".join(t.name for t in tasks)
+        env[ENV_QUEUES] = ",".join(options.queues)
+        env[ENV_CONFIG] = options.config
+        if options.config == "tuned":
+            env.setdefault("dramatiq_worker_timeout", "100")  # idle poll/wakeup: 1000 ms by default
+            env.setdefault("dramatiq_queue_prefetch", str(4 * options.concurrency))  # default 2 x threads
+        elif options.config == "reliable":
+            env.setdefault("dramatiq_queue_prefetch", "1")  # hold at most one unacked message
+        argv = [sys.executable, "-m", "dramatiq", "anytask.adapters.dramatiq:worker_broker",
+                "--processes", "1", "--threads", str(options.concurrency),
+                *options.extra,
+                "--queues", *[self.native_queue(q) for q in options.queues]]
+        return argv, env
+
+
+def worker_broker() -> None:
+    """Called by ``dramatiq`` in each worker process: build the broker, declare the actors, set it global."""
+    url = os.environ.get(ENV_URL)
+    if not url:
+        raise ImportError(f"{ENV_URL} is not set: start workers with 'anytask worker URL --tasks MODULE'")
+    dramatiq.set_encoder(JSONEncoder())  # Dramatiq's default; explicit, since anytask is JSON-only
+    for module in filter(None, os.environ.get(ENV_MODULES, "").split(",")):
+        importlib.import_module(module)
+    adapter = DramatiqAdapter(parse_url(url))
+    broker = adapter.worker_broker(os.environ.get(ENV_CONFIG, "defaults"))
+    names = [n for n in os.environ.get(ENV_TASKS, "").split(",") if n]
+    known = registered_tasks()
+    for name in names:
+        task = known.get(name)
+        if task is None:
+            raise ImportError(f"task {name!r} is not registered after importing {os.environ.get(ENV_MODULES)}")
+        declare_actor(broker, adapter, task)
+    for q in filter(None, os.environ.get(ENV_QUEUES, "default").split(",")):
+        broker.declare_queue(adapter.native_queue(q))  # a queue without actors of its own is consumed too
+    dramatiq.set_broker(broker)
+
+
+def declare_actor(broker: Any, adapter: DramatiqAdapter, task: Task[Any, Any]) -> Any:
+    """Register ``task`` natively: actor_name=task.name and the task's declared options in Dramatiq units."""
+    o = task.options
+    options: dict[str, Any] = {"max_retries": o.retries, "min_backoff": round(o.retry_backoff * 1000),
+                               "store_results": True, "result_ttl": RESULT_TTL_MS}
+    if o.timeout is not None:
+        options["time_limit"] = math.ceil(o.timeout * 1000)
+    decorate = dramatiq.actor(actor_name=task.name, queue_name=adapter.native_queue(o.queue), broker=broker, **options)
+    return decorate(_actor_function(task))
