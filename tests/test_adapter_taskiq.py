@@ -153,10 +153,13 @@ def test_message_sent_before_the_queue_existed_is_delivered(probe: Probe) -> Non
     Queues: a worker on "default" never runs it."""
     time.sleep(1.5)
     assert probe.early.status() is Status.QUEUED
-    with probe.worker_for(("probe_other",)) as other:
-        other_client = probe.client
+    with probe.worker_for(("probe_other", "default")) as other:  # two queues: streams / queues merged
         assert probe.early.result(timeout=30) == 42
-        assert other_client.status(probe.early.id) is Status.SUCCEEDED
+        assert probe.client.status(probe.early.id) is Status.SUCCEEDED
+        # a retry is re-kicked by the worker to the task's own queue (AMQP: routed by the queue label)
+        path = os.path.join(workdir(), f"taskiq-other-{uuid.uuid4().hex}.txt")
+        h = probe.client.submit(tasks.flaky.using(queue="probe_other", retries=1), path, 1)
+        assert h.result(timeout=30) == 2
     assert other.proc is not None and other.proc.returncode == 0, other.output()
 
 

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -285,6 +286,11 @@ async def _close_orphan_connections() -> None:
         t.cancel()
 
 
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(loop.stop)
+
+
 class _Loop:
     """One private event loop in a daemon thread; every broker coroutine runs on it."""
 
@@ -363,6 +369,8 @@ class TaskiqAdapter(Adapter):
         with self._lock:
             if self._loop is None:
                 self._loop = _Loop()
+                # an adapter dropped without close() must not leave its loop thread running
+                weakref.finalize(self, _stop_loop, self._loop.loop)
             return self._loop
 
     @property
