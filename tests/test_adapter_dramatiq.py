@@ -54,7 +54,16 @@ def probe_queue(backend: BackendUnderTest) -> Iterator[str]:
     """A queue no worker consumes, to look at enqueued messages as Dramatiq stores them."""
     q = f"probe_{uuid.uuid4().hex[:8]}"
     yield q
-    adapter_of(backend).purge([q])
+    a = adapter_of(backend)
+    a.purge([q])
+    if a.url.transport == "amqp":  # RabbitMQ keeps declared queues: delete the probe's three
+        conn = pika.BlockingConnection(adapter_mod._pika_parameters(a.url.broker_url, 5.0))
+        try:
+            ch = conn.channel()
+            for name in (a.native_queue(q), a.native_queue(q) + ".DQ", a.native_queue(q) + ".XQ"):
+                ch.queue_delete(name)
+        finally:
+            conn.close()
 
 
 def raw_messages(b: BackendUnderTest, native_queue: str) -> list[dict[str, Any]]:
