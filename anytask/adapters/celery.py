@@ -25,10 +25,12 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+import amqp.exceptions
 import redis
 from celery import Celery
 from billiard.einfo import ExceptionInfo
@@ -40,18 +42,19 @@ from kombu.exceptions import OperationalError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError
+from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout
 from ..facade.records import ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task
 from ..facade.url import mask
 from ._redis_state import RedisStateStore, broker_errors
-from ._redis_state import connect as redis_connect
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
 logger = get_task_logger("anytask.adapters.celery")
 HEADER = "anytask"  # custom message header carrying the per-submit options (kept by Celery on retry)
+# What a publish/connect to a dead, wrong or silent broker raises (kombu wraps most as OperationalError).
+BROKER_ERRORS = (OperationalError, OSError, socket.timeout, redis.RedisError, amqp.exceptions.AMQPError)
 
 _STATES = {
     "STARTED": Status.RUNNING,
@@ -181,7 +184,10 @@ class CeleryAdapter(Adapter):
             task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0,
                                        "interval_max": 0},
             broker_connection_retry_on_startup=True,  # the worker waits for its broker at start
-            broker_transport_options={"socket_connect_timeout": ct} if self.url.transport == "redis" else {},
+            # Trap: kombu's Redis transport has no socket_timeout by default: a port that accepts but
+            # never answers hangs a publish forever. (run_worker relaxes it for BRPOP.)
+            broker_transport_options=({"socket_connect_timeout": ct, "socket_timeout": ct}
+                                      if self.url.transport == "redis" else {}),
             redis_socket_connect_timeout=ct,
             redis_socket_timeout=max(ct, 5.0),
             redis_retry_on_timeout=False,
@@ -196,12 +202,24 @@ class CeleryAdapter(Adapter):
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None or self._redis_pid != os.getpid():  # a fresh pool after a fork
-            self._redis = redis_connect(self.result_url, self.connect_timeout)
+            ct = self.connect_timeout  # every client command is short: the read timeout is the connect timeout
+            self._redis = redis.Redis.from_url(self.result_url, socket_connect_timeout=ct, socket_timeout=ct,
+                                               health_check_interval=30)
             self._redis_pid = os.getpid()
         return self._redis
 
     def _store(self) -> RedisStateStore:
         return RedisStateStore(self.redis, prefix=f"anytask:celery:{self.prefix}state:", url=self.result_url)
+
+    @contextmanager
+    def _result_store(self, what: str) -> Iterator[None]:
+        """Redis errors of the result store as BrokerUnavailable (also a port where something else answers)."""
+        try:
+            with broker_errors(what, self.result_url):
+                yield
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"{what}: the result store at {mask(self.result_url)} failed ({exc}); is it "
+                                    "a Redis server?") from None
 
     def _broker_error(self, what: str, exc: BaseException) -> BrokerUnavailable:
         return BrokerUnavailable(f"{what}: the Celery broker at {mask(self.url.raw)} did not answer ({exc}); is "
@@ -212,7 +230,8 @@ class CeleryAdapter(Adapter):
         o = task.options
         eta = message.options.get("eta")
         store = self._store()
-        store.write(message.id, {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta},
+        with self._result_store(f"recording the submission of {task.name}"):
+            store.write(message.id, {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta},
                     self.ttl)
         opts: dict[str, Any] = {
             "task_id": message.id,
@@ -226,17 +245,14 @@ class CeleryAdapter(Adapter):
             opts["time_limit"] = hard_limit(o.timeout)
         try:
             self.app.send_task(task.name, args=list(message.args), kwargs=dict(message.kwargs), **opts)
-        except (OperationalError, OSError, socket.timeout) as exc:
-            try:
-                store.delete(message.id)
+        except BaseException as exc:
+            try:  # nothing half-written: the record goes with the failed publish
+                with self._result_store("deleting the submission record"):
+                    store.delete(message.id)
             except BrokerUnavailable:
                 pass
-            raise self._broker_error(f"submitting {task.name}", exc) from None
-        except BaseException:
-            try:
-                store.delete(message.id)
-            except BrokerUnavailable:
-                pass
+            if isinstance(exc, BROKER_ERRORS):
+                raise self._broker_error(f"submitting {task.name}", exc) from None
             raise
 
     def _meta_key(self, task_id: str) -> str:
@@ -245,7 +261,7 @@ class CeleryAdapter(Adapter):
 
     def get(self, task_id: str) -> TaskResult:
         store = self._store()
-        with broker_errors("reading task state", self.result_url):
+        with self._result_store("reading task state"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.get(self._meta_key(task_id))
             pipe.hgetall(store.key(task_id))
@@ -254,6 +270,31 @@ class CeleryAdapter(Adapter):
         # Raw JSON decode: the exception stays a dict, no class is imported on the client.
         meta = self.app.backend.decode(raw_meta) if raw_meta else None
         return self._result(task_id, meta, rec)
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult:
+        """Wake on Celery's own result channel instead of polling.
+
+        Celery's Redis backend PUBLISHes every state it stores on a channel named like the result key
+        (that is what ``AsyncResult.get`` listens to). We subscribe to it, then re-read the key: nothing
+        is consumed or forgotten, and no exception class is rebuilt on the client (``AsyncResult.get``
+        would import the module named in the result).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._result_store("waiting for a result"):
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self._meta_key(task_id))
+                while True:
+                    res = self.get(task_id)  # read after subscribing: no state change can slip between
+                    if res.finished:
+                        return res
+                    left = 1.0 if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
+                        raise ResultTimeout(f"task {task_id} not finished after {timeout}s "
+                                            f"(status {res.status.value})")
+                    pubsub.get_message(timeout=min(left, 1.0))  # any message: re-read the key
+            finally:
+                pubsub.close()
 
     def _result(self, task_id: str, meta: dict[str, Any] | None, rec: dict[str, Any]) -> TaskResult:
         state = (meta or {}).get("status", "PENDING")
@@ -283,17 +324,15 @@ class CeleryAdapter(Adapter):
         if status is Status.CANCELLED:
             return TaskResult(id=task_id, status=status, attempts=attempts, note="revoked",
                               finished_at=_timestamp(meta.get("date_done")), **base)
-        if base["started_at"] is None:
-            base["started_at"] = time.time()  # STARTED seen before the wrapper's record write landed
         return TaskResult(id=task_id, status=status, attempts=attempts, **base)
 
     def ping(self) -> None:
-        with broker_errors("pinging the result store", self.result_url):
+        with self._result_store("pinging the result store"):
             self.redis.ping()
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=self.connect_timeout)
-        except (OperationalError, OSError, socket.timeout) as exc:
+        except BROKER_ERRORS as exc:
             raise self._broker_error("ping", exc) from None
 
     def close(self) -> None:
@@ -313,9 +352,10 @@ class CeleryAdapter(Adapter):
                     name = self._queue(q)
                     self.app.amqp.queues[name](channel).declare()  # the same Queue Celery declares
                     channel.queue_purge(name)
-        except (OperationalError, OSError, socket.timeout) as exc:
+        except BROKER_ERRORS as exc:
             raise self._broker_error("purging queues", exc) from None
-        self._store().purge()
+        with self._result_store("purging task records"):
+            self._store().purge()
 
     # -- worker side ---------------------------------------------------------------------------
     def register(self, task: Task[Any, Any]) -> Any:
@@ -329,13 +369,13 @@ class CeleryAdapter(Adapter):
             retries = int(opts.get("retries", o.retries))
             backoff = float(opts.get("retry_backoff", o.retry_backoff))
             attempt = req.retries + 1
-            adapter._store().write(req.id, {"started_at": time.time(), "attempts": attempt}, adapter.ttl)
             ctx = execution.TaskContext(req.id, task.name, attempt)
             try:
                 with execution.task_context(ctx):
                     return execution.call(task, args, kwargs)
-            except SoftTimeLimitExceeded:
+            except SoftTimeLimitExceeded as e:  # billiard raises it without a message
                 exc: Exception = SoftTimeLimitExceeded(f"task exceeded its timeout of {req.soft_time_limit}s")
+                exc = exc.with_traceback(e.__traceback__)
             except Exception as e:
                 exc = e
             if req.retries >= retries:
@@ -366,8 +406,8 @@ class CeleryAdapter(Adapter):
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         native.backend.mark_as_retry(req.id, exc, tb, request=req)
         reason = native.retry(exc=exc, countdown=countdown, max_retries=max_retries, throw=False)
-        signals.task_retry.send(sender=native, request=req, reason=reason,
-                                einfo=ExceptionInfo((type(exc), exc, exc.__traceback__)))
+        einfo = ExceptionInfo((type(exc), exc, exc.__traceback__)) if exc.__traceback__ else None
+        signals.task_retry.send(sender=native, request=req, reason=reason, einfo=einfo)
         logger.info("Task %s[%s] retry in %ss: %r", native.name, req.id, countdown, exc)
         raise Ignore()
 
@@ -383,7 +423,14 @@ class CeleryAdapter(Adapter):
             raise ConfigurationError(f"unknown worker config {options.config!r}: defaults, tuned or reliable")
         return argv + list(options.extra)
 
+    def _on_prerun(self, sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        """task_prerun fires before the tracer stores STARTED: a RUNNING task always has started_at."""
+        if task is None or task_id is None or getattr(task, "app", None) is not self.app:
+            return
+        self._store().write(task_id, {"started_at": time.time(), "attempts": task.request.retries + 1}, self.ttl)
+
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
         if options.config == "reliable":
             self.app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
         for t in tasks:
