@@ -300,3 +300,76 @@ def test_redis_down_raises_quickly() -> None:
         with pytest.raises(BrokerUnavailable):
             client.status(uuid.uuid4().hex)
         assert time.monotonic() - t0 < 2.5
+
+
+class _Proxy:
+    """A TCP proxy to a real broker whose open connections can be cut (a broker restart, seen by a client)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.target = ("127.0.0.1", port)
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.srv.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
+
+
+def test_amqp_connection_lost_fails_fast_then_recovers() -> None:
+    """aio-pika's robust connection would retry in the background (5 s) while publishes fail with
+    ChannelInvalidStateError: the adapter raises BrokerUnavailable and starts a fresh connection next time."""
+    if "taskiq+amqp" not in IDS:
+        pytest.skip("taskiq+amqp not selected")
+    proxy = _Proxy(int(AMQP.rsplit(":", 1)[1]))
+    user = AMQP.rsplit("@", 1)[0]
+    url = f"taskiq+amqp://{user}@127.0.0.1:{proxy.port}/?result=redis://{REDIS}/8&prefix=t_taskiq_probe.&timeout=1"
+    with anytask.connect(url) as client:
+        client.adapter.purge(["default"])
+        client.submit(tasks.add, 1, 2)
+        proxy.cut()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.submit(tasks.add, 1, 2)
+                outcomes.append("sent")
+            except BrokerUnavailable:
+                outcomes.append("unavailable")
+        assert time.monotonic() - t0 < 3.0
+        assert outcomes[-1] == "sent", outcomes
+        client.adapter.purge(["default"])

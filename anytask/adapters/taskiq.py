@@ -32,7 +32,7 @@ import threading
 import weakref
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -263,7 +263,7 @@ def _is_connection_error(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, (OSError, redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError,
-                             aiormq.exceptions.AMQPConnectionError, ConnectionError)):
+                             aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -426,15 +426,32 @@ class TaskiqAdapter(Adapter):
     async def _kick(self, task: Task[Any, Any], message: Message) -> None:
         broker = await self._broker_started()
         labels = _labels(self.conf, task)
-        await asyncio.wait_for(self._declare(broker, labels["queue_name"]), self._op_timeout)
-        kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task.name, broker=broker, labels=labels)
-        await asyncio.wait_for(kicker.with_task_id(message.id).kiq(*message.args, **message.kwargs),
-                               self._op_timeout)
+        try:
+            await asyncio.wait_for(self._declare(broker, labels["queue_name"]), self._op_timeout)
+            kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task.name, broker=broker, labels=labels)
+            await asyncio.wait_for(kicker.with_task_id(message.id).kiq(*message.args, **message.kwargs),
+                                   self._op_timeout)
+        except BaseException as exc:
+            if self.conf.transport == "amqp" and (isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc)):
+                await self._reset(broker)
+            raise
 
-    def _translate(self, what: str, exc: BaseException) -> BaseException:
+    async def _reset(self, broker: AsyncBroker) -> None:
+        """AMQP connection lost: drop the broker (closing aio-pika's robust reconnect loop) so that the
+        next call starts a fresh one, fail-fast and bounded, instead of waiting on a background reconnect."""
+        if self._broker is not broker:
+            return
+        self._broker, self._started, self._queues = None, None, set()
+        try:
+            await asyncio.wait_for(broker.shutdown(), 2.0)
+        except BaseException:  # noqa: BLE001 - the connection is gone already
+            pass
+
+    def _raise_translated(self, what: str, exc: BaseException) -> NoReturn:
+        """Re-raise ``exc``, as BrokerUnavailable when the broker did not answer."""
         if isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc):
-            return self._unavailable(what, exc)
-        return exc
+            raise self._unavailable(what, exc) from None
+        raise exc
 
     # -- producer side --------------------------------------------------------------------------------
     def submit(self, task: Task[Any, Any], message: Message) -> None:
@@ -443,7 +460,7 @@ class TaskiqAdapter(Adapter):
             self._io.run(self._kick(task, message), self.connect_timeout + 2 * self._op_timeout)
         except BaseException as exc:
             self.recorder.forget(message.id)  # nothing half-written
-            raise self._translate(f"sending {task.name}", exc) from None
+            self._raise_translated(f"sending {task.name}", exc)
 
     async def asubmit(self, task: Task[Any, Any], message: Message) -> None:
         await asyncio.to_thread(self.recorder.submitted, message.id, task.name, enqueued_at=message.enqueued_at)
@@ -453,7 +470,7 @@ class TaskiqAdapter(Adapter):
             await asyncio.to_thread(self.recorder.forget, message.id)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise self._translate(f"sending {task.name}", exc) from None
+            self._raise_translated(f"sending {task.name}", exc)
 
     def get(self, task_id: str) -> TaskResult:
         return self.recorder.read(task_id)
@@ -479,7 +496,7 @@ class TaskiqAdapter(Adapter):
         try:
             self._io.run(self._broker_started(), self.connect_timeout + 2.0)
         except BaseException as exc:
-            raise self._translate("ping", exc) from None
+            self._raise_translated("ping", exc)
 
     def purge(self, queues: Sequence[str] = ("default",)) -> None:
         store: RedisStateStore = self.recorder.store  # type: ignore[assignment]
@@ -504,7 +521,7 @@ class TaskiqAdapter(Adapter):
         try:
             self._io.run(purge_amqp(), self.connect_timeout + self._op_timeout)
         except BaseException as exc:
-            raise self._translate("purging queues", exc) from None
+            self._raise_translated("purging queues", exc)
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
