@@ -30,8 +30,12 @@ def broker_errors(what: str, url: str) -> Iterator[None]:
         raise BrokerUnavailable(f"{what}: Redis at {mask(url)} refused the credentials ({exc})") from None
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0),
+def connect(url: str, timeout: float, read_timeout: float | None = None) -> redis.Redis:
+    """A client that connects within ``timeout``; each reply may take ``read_timeout`` (default
+    max(timeout, 5 s), so a client shared with blocking reads is not cut off). Producers that must
+    fail within the URL's timeout pass ``read_timeout=timeout``."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout,
+                                socket_timeout=max(timeout, 5.0) if read_timeout is None else read_timeout,
                                 health_check_interval=30)
 
 

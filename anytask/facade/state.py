@@ -55,10 +55,12 @@ class Recorder:
         self.store.write(task_id, fields, ttl if ttl is not None else self.ttl)
 
     def submitted(self, task_id: str, task_name: str, *, scheduled: bool = False,
-                  enqueued_at: float | None = None, ttl: float | None = None) -> None:
+                  enqueued_at: float | None = None, ttl: float | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
+        """Record the submission (before enqueueing); ``extra`` adds adapter fields in the same write."""
         self._w(task_id, {"status": (Status.SCHEDULED if scheduled else Status.QUEUED).value,
                           "task_name": task_name, "enqueued_at": enqueued_at or time.time(),
-                          "attempts": 0}, ttl)
+                          "attempts": 0, **(extra or {})}, ttl)
 
     def started(self, task_id: str, attempt: int | None = None) -> None:
         fields: dict[str, Any] = {"status": Status.RUNNING.value, "started_at": time.time()}
