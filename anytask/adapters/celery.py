@@ -27,16 +27,15 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-import amqp.exceptions
+import amqp.exceptions  # type: ignore[import-untyped]
 import redis
-from celery import Celery
-from billiard.einfo import ExceptionInfo
-from celery import signals
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from celery.utils.log import get_task_logger
+from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
+from celery import Celery, signals  # type: ignore[import-untyped]
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded  # type: ignore[import-untyped]
+from celery.utils.log import get_task_logger  # type: ignore[import-untyped]
 from kombu.exceptions import OperationalError
 
 from ..facade import execution
@@ -47,7 +46,7 @@ from ..facade.records import ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task
-from ..facade.url import mask
+from ..facade.url import BackendURL, mask
 from ._redis_state import RedisStateStore, broker_errors
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
@@ -93,11 +92,11 @@ def _timestamp(value: Any) -> float | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
-class _App(Celery):
+class _App(Celery):  # type: ignore[misc]
     """A Celery app whose result backend does not subscribe on every publish.
 
     Trap: with a Redis result backend, ``send_task``/``apply_async`` call
@@ -143,7 +142,7 @@ class CeleryAdapter(Adapter):
         brokers=("redis", "amqp"),
     )
 
-    def __init__(self, url: Any) -> None:
+    def __init__(self, url: BackendURL) -> None:
         super().__init__(url)
         if url.transport not in ("redis", "amqp"):
             raise ConfigurationError(f"celery supports the redis and amqp transports, not {url.transport!r} "
@@ -185,7 +184,7 @@ class CeleryAdapter(Adapter):
                                        "interval_max": 0},
             broker_connection_retry_on_startup=True,  # the worker waits for its broker at start
             # Trap: kombu's Redis transport has no socket_timeout by default: a port that accepts but
-            # never answers hangs a publish forever. (run_worker relaxes it for BRPOP.)
+            # never answers hangs a publish forever (run_worker relaxes it for BRPOP).
             broker_transport_options=({"socket_connect_timeout": ct, "socket_timeout": ct}
                                       if self.url.transport == "redis" else {}),
             redis_socket_connect_timeout=ct,
@@ -232,14 +231,14 @@ class CeleryAdapter(Adapter):
         store = self._store()
         with self._result_store(f"recording the submission of {task.name}"):
             store.write(message.id, {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta},
-                    self.ttl)
+                        self.ttl)
         opts: dict[str, Any] = {
             "task_id": message.id,
             "queue": self._queue(message.queue),
             "headers": {HEADER: {"retries": o.retries, "retry_backoff": o.retry_backoff}},
         }
         if eta is not None:
-            opts["eta"] = datetime.fromtimestamp(eta, tz=timezone.utc)
+            opts["eta"] = datetime.fromtimestamp(eta, tz=UTC)
         if o.timeout is not None:
             opts["soft_time_limit"] = o.timeout
             opts["time_limit"] = hard_limit(o.timeout)
@@ -257,7 +256,7 @@ class CeleryAdapter(Adapter):
 
     def _meta_key(self, task_id: str) -> str:
         key = self.app.backend.get_key_for_task(task_id)
-        return key.decode() if isinstance(key, bytes) else key
+        return key.decode() if isinstance(key, bytes) else str(key)
 
     def get(self, task_id: str) -> TaskResult:
         store = self._store()
@@ -281,7 +280,7 @@ class CeleryAdapter(Adapter):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._result_store("waiting for a result"):
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self._meta_key(task_id))
                 while True:
@@ -376,7 +375,7 @@ class CeleryAdapter(Adapter):
             except SoftTimeLimitExceeded as e:  # billiard raises it without a message
                 exc: Exception = SoftTimeLimitExceeded(f"task exceeded its timeout of {req.soft_time_limit}s")
                 exc = exc.with_traceback(e.__traceback__)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - every task error is retried or stored
                 exc = e
             if req.retries >= retries:
                 raise exc
@@ -386,11 +385,10 @@ class CeleryAdapter(Adapter):
         run.__qualname__ = task.func.__qualname__
         run.__doc__ = task.func.__doc__
         run.__module__ = task.func.__module__
-        return self.app.task(
-            run, name=task.name, bind=True, max_retries=o.retries, default_retry_delay=0,
-            soft_time_limit=o.timeout, time_limit=hard_limit(o.timeout) if o.timeout else None,
-            queue=self._queue(o.queue), typing=False,
-        )
+        # Time limits and retries travel with each message (Task.using() may change them per submit),
+        # so the registration carries none; max_retries is what Celery's tooling shows.
+        return self.app.task(run, name=task.name, bind=True, max_retries=o.retries, default_retry_delay=0,
+                             queue=self._queue(o.queue), typing=False)
 
     @staticmethod
     def retry(native: Any, exc: Exception, countdown: float, max_retries: int) -> None:
@@ -405,7 +403,10 @@ class CeleryAdapter(Adapter):
         req = native.request
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         native.backend.mark_as_retry(req.id, exc, tb, request=req)
-        reason = native.retry(exc=exc, countdown=countdown, max_retries=max_retries, throw=False)
+        try:
+            reason = native.retry(exc=exc, countdown=countdown, max_retries=max_retries, throw=False)
+        except Reject:  # the next attempt could not be published: this failure is final (not RETRY for ever)
+            raise exc from None
         einfo = ExceptionInfo((type(exc), exc, exc.__traceback__)) if exc.__traceback__ else None
         signals.task_retry.send(sender=native, request=req, reason=reason, einfo=einfo)
         logger.info("Task %s[%s] retry in %ss: %r", native.name, req.id, countdown, exc)
@@ -431,6 +432,9 @@ class CeleryAdapter(Adapter):
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
+        if self.url.transport == "redis":  # BRPOP waits 1 s per poll: give the worker's reads more slack
+            self.app.conf.broker_transport_options = {"socket_connect_timeout": self.connect_timeout,
+                                                      "socket_timeout": max(self.connect_timeout, 10.0)}
         if options.config == "reliable":
             self.app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
         for t in tasks:
