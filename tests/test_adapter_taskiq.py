@@ -218,6 +218,18 @@ def test_native_result_is_json_and_reading_does_not_consume(probe: Probe) -> Non
     assert probe.client.result(h.id, timeout=1) == 5
 
 
+def test_unknown_task_name_is_failed_not_queued_forever(probe: Probe) -> None:
+    """taskiq's receiver acks and drops a message for an unknown task before any middleware runs."""
+    from anytask.facade.task import Task
+
+    ghost = Task(func=tasks.add.func, name="anytask.testing.tasks.not_in_the_worker")
+    h = probe.client.submit(ghost, 1, 2)
+    with pytest.raises(TaskFailed) as ei:
+        h.result(timeout=30)
+    assert ei.value.exc_type == "anytask.facade.errors.TaskNotRegistered"
+    assert "not_in_the_worker" in ei.value.message
+
+
 def test_tasks_are_registered_natively(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker the `taskiq worker` CLI loads has every task under its anytask name."""
     monkeypatch.setenv(tq.ENV_URL, probe.url)

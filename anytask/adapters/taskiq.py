@@ -36,10 +36,11 @@ from typing import Any, NoReturn, TypeVar
 
 import redis
 import redis.asyncio as aredis
-from taskiq import AsyncBroker, TaskiqEvents, TaskiqMessage, TaskiqResult, TaskiqState
+from taskiq import AckableMessage, AsyncBroker, TaskiqEvents, TaskiqMessage, TaskiqResult, TaskiqState
 from taskiq.exceptions import NoResultError
 from taskiq.kicker import AsyncKicker
 from taskiq.middlewares import SmartRetryMiddleware
+from taskiq.receiver import Receiver
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
@@ -215,6 +216,29 @@ def _native_function(task: Task[Any, Any]) -> Any:
     run.__module__ = task.func.__module__
     run.__doc__ = task.func.__doc__
     return run
+
+
+class AnytaskReceiver(Receiver):
+    """taskiq's Receiver, plus: a message for a task this worker does not know is recorded FAILED.
+
+    Trap: the stock receiver acks and drops it with a warning before any middleware hook runs, so the
+    task would stay QUEUED forever.
+    """
+
+    async def callback(self, message: bytes | AckableMessage, raise_err: bool = False) -> None:
+        data = message.data if isinstance(message, AckableMessage) else message
+        try:
+            parsed = self.broker.formatter.loads(message=data)
+        except Exception:  # noqa: BLE001 - the stock receiver logs and drops unparsable messages
+            parsed = None
+        if parsed is not None and self.broker.find_task(parsed.task_name) is None:
+            for middleware in self.broker.middlewares:
+                if isinstance(middleware, _StateMiddleware) and middleware.recorder is not None:
+                    middleware.recorder.failed(parsed.task_id, ErrorInfo(
+                        "anytask.facade.errors.TaskNotRegistered",
+                        f"task {parsed.task_name!r} is not registered in the taskiq worker; start it with "
+                        f"--tasks naming the module that defines it"), will_retry=False)
+        await super().callback(message, raise_err)
 
 
 def _split_env(name: str) -> list[str]:
@@ -545,7 +569,7 @@ class TaskiqAdapter(Adapter):
         """``taskiq worker`` with the broker factory; 1 process x N async slots, N sync threads."""
         n = max(1, options.concurrency)
         cmd = [sys.executable, "-m", "taskiq", "worker", "anytask.adapters.taskiq:worker_broker",
-               "--workers", "1", "--max-async-tasks", str(n), "--max-threadpool-threads", str(n),
+               "--receiver", "anytask.adapters.taskiq:AnytaskReceiver", "--workers", "1", "--max-async-tasks", str(n), "--max-threadpool-threads", str(n),
                "--ack-type", "when_saved"]
         if options.config == "tuned":
             cmd += ["--max-prefetch", str(n)]
