@@ -281,13 +281,22 @@ def _stop_ticker(state: TaskiqState) -> None:
 
 
 # -- client side ------------------------------------------------------------------------------------
-def _is_connection_error(exc: BaseException) -> bool:
-    import aiormq
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError, redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError)
+    try:  # taskiq+redis works without aio-pika installed
+        import aiormq
+    except ImportError:
+        return errors
+    return (*errors, aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError)
 
+
+def _is_connection_error(exc: BaseException) -> bool:
+    errors = _connection_errors()
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (OSError, redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError,
-                             aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError)):
+    for _ in range(20):  # the cause chain, bounded (chains can be cyclic)
+        if seen is None:
+            break
+        if isinstance(seen, errors):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
