@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,11 +127,13 @@ def test_job_is_native_json_and_named_after_the_task(client: anytask.Client, wor
     raw = adapter.redis.hget(Job.key_for(h.id), "data")
     assert json.loads(zlib.decompress(raw)) == ["anytask.testing.tasks.add", None, [2, 3], {}]  # JSON, not pickle
     assert job.latest_result().return_value == 5
-    # RQ's own CLI sees the queue and the worker pool's workers
+    # RQ's own worker log names the task; RQ's own CLI sees the queue and this pool's workers
+    assert f"default: anytask.testing.tasks.add(2, 3) ({h.id})" in worker.output()
     out = subprocess.run([sys.executable, "-m", "rq.cli", "info", "--url", f"redis://{REDIS}/{DB}", "default"],
                          check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert "default" in out.stdout and "2 workers" in out.stdout, out.stdout
+    assert out.stdout.startswith("default "), out.stdout
+    assert re.search(r"^[2-9]\d* workers, 1 queues$", out.stdout, re.MULTILINE), out.stdout
 
 
 def test_rq_defaults_are_neutralised(client: anytask.Client, worker: WorkerProcess) -> None:
@@ -251,10 +254,17 @@ def test_named_configs_run_tasks_and_stop_cleanly_on_sigterm(config: str, concur
     """tuned = SimpleWorker (no fork per job), reliable = forking worker; prefix= names the RQ queues."""
     c = _client(PREFIXED)
     c.adapter.purge(["default"])
+    name = f"anytask-{config}-{uuid.uuid4().hex[:8]}"
+    extra = ["--name", name] if concurrency == 1 else []  # args after '--' reach `rq worker` untouched
     w = WorkerProcess(PREFIXED, tasks=["anytask.testing.tasks", THIS], concurrency=concurrency, config=config,
-                      env=WORKER_ENV).start()
+                      extra=extra, env=WORKER_ENV).start()
     try:
         w.wait_ready(c)
+        adapter = c.adapter
+        assert isinstance(adapter, RQAdapter)
+        if extra:  # RQ's registry shows the worker under the name given after '--', on the prefixed queue
+            named = [wk for wk in rq.Worker.all(connection=adapter.redis) if wk.name == name]
+            assert len(named) == 1 and named[0].queue_names() == ["t_rq.default"]
         h = c.submit(whoami)
         r = h.result(timeout=20)
         assert rq_job(c, h.id).origin == "t_rq.default"

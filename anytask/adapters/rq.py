@@ -41,6 +41,7 @@ from ..facade.records import ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task, get_task
+from ..facade.url import BackendURL
 from ._redis_state import broker_errors, connect
 
 SERIALIZER = "rq.serializers.JSONSerializer"
@@ -93,7 +94,7 @@ def _resolve(name: str) -> Any:
 def _record_failure(job: Job, exc: BaseException, attempt: int) -> None:
     job.meta[META_ERROR] = {**ErrorInfo.from_exception(exc).to_dict(), "attempt": attempt}
     try:
-        job.save_meta()
+        job.save_meta()  # type: ignore[no-untyped-call]
     except redis.RedisError:  # the failure itself is still recorded by RQ (exc_string)
         pass
 
@@ -128,6 +129,8 @@ class AnytaskJob(Job):
 
     @property
     def func(self) -> Any:
+        if self.instance is not None:  # an RQ job on a bound method: RQ's own resolution
+            return Job.func.fget(self)  # type: ignore[attr-defined]
         target = _resolve(self.func_name or "")
         if not isinstance(target, Task):
             return Job.func.fget(self)  # type: ignore[attr-defined]
@@ -193,13 +196,16 @@ _EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<msg>.*))?$")
 
 
 def parse_exc_string(exc_string: str) -> ErrorInfo:
-    """ErrorInfo from RQ's traceback text (used when the wrapper could not write one, e.g. a killed horse)."""
-    lines = exc_string.rstrip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        line = lines[i]
-        if line and not line[0].isspace() and not line.startswith("Traceback"):
-            m = _EXC_LINE.match(line)
-            if m and ("Traceback (most recent call last):" in exc_string):
+    """ErrorInfo from RQ's failure text, used when the wrapper could not write one (e.g. a killed horse).
+
+    A Python traceback ends with ``module.Class: message`` (the message may span lines); anything
+    else (``Work-horse terminated unexpectedly ...``) is reported as :class:`WorkerFailure`.
+    """
+    if "Traceback (most recent call last):" in exc_string:
+        lines = exc_string.rstrip().splitlines()
+        for i in range(len(lines) - 1, 0, -1):
+            m = _EXC_LINE.match(lines[i])
+            if m and not lines[i].startswith("Traceback"):
                 msg = "\n".join([m["msg"] or "", *lines[i + 1:]]).strip()
                 return ErrorInfo(m["type"], msg, exc_string)
     return ErrorInfo(f"{__name__}.WorkerFailure", exc_string.strip() or "RQ failed the job", exc_string)
@@ -208,8 +214,8 @@ def parse_exc_string(exc_string: str) -> ErrorInfo:
 class RQAdapter(Adapter):
     capabilities = Capabilities(
         features={
-            Feature.RETRIES: native("rq.Retry(max=retries, interval=[backoff * 2**i ...]); the retry is "
-                                    "scheduled by the worker's RQ scheduler"),
+            Feature.RETRIES: native("rq.Retry(max=retries, interval=[backoff * 2**i ...]): RQ re-queues the "
+                                    "job (backoff 0) or schedules it for its scheduler"),
             Feature.TIMEOUT: native("job_timeout (SIGALRM death penalty in the work horse), whole seconds "
                                     "rounded up; no timeout = -1 (RQ's default would be 180 s)"),
             Feature.QUEUES: native("RQ queues (URL param prefix= is prepended to the names)"),
@@ -237,7 +243,7 @@ class RQAdapter(Adapter):
         brokers=("redis",),
     )
 
-    def __init__(self, url: Any) -> None:
+    def __init__(self, url: BackendURL) -> None:
         super().__init__(url)
         if url.transport != "redis":
             raise ConfigurationError(f"RQ needs Redis: use rq+redis://HOST:PORT/DB, not {url.masked}")
@@ -280,7 +286,7 @@ class RQAdapter(Adapter):
     def get(self, task_id: str) -> TaskResult:
         with broker_errors("reading a task", self.url.raw), self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(Job.key_for(task_id))
-            pipe.xrevrange(Result.get_key(task_id), "+", "-", count=1)
+            pipe.xrevrange(Result.get_key(task_id), "+", "-", count=1)  # type: ignore[no-untyped-call]
             raw, results = pipe.execute()
         if not raw:
             return TaskResult.unknown(task_id)
@@ -345,13 +351,13 @@ class RQAdapter(Adapter):
         with broker_errors("purging", self.url.raw):
             for name in queues:
                 q = self._queue(name)
-                q.empty()
+                q.empty()  # type: ignore[no-untyped-call]
                 registries = [q.scheduled_job_registry, q.finished_job_registry, q.failed_job_registry,
                               q.deferred_job_registry, q.canceled_job_registry]
                 with self.redis.pipeline() as pipe:
                     for reg in registries:
                         for job_id in reg.get_job_ids(cleanup=False):
-                            pipe.delete(Job.key_for(job_id), Result.get_key(job_id))
+                            pipe.delete(Job.key_for(job_id), Result.get_key(job_id))  # type: ignore[no-untyped-call]
                         pipe.delete(reg.key)
                     pipe.execute()
 
@@ -377,7 +383,7 @@ class RQAdapter(Adapter):
         """Run ``rq worker`` / ``rq worker-pool`` (RQ's click CLI) in this process, where the task
         modules are imported, so every task resolves by name in the work horses (forked from here)."""
         import click  # RQ's CLI is click-based
-        from rq.cli import main as rq_main
+        from rq.cli.cli import main as rq_main  # importing rq.cli registers `worker` and `worker-pool`
 
         argv = self.worker_argv(options)
         try:
