@@ -385,3 +385,30 @@ def test_amqp_connection_lost_fails_fast_then_recovers() -> None:
         assert time.monotonic() - t0 < 3.0
         assert outcomes[-1] == "sent", outcomes
         client.adapter.purge(["default"])
+
+
+def test_redis_message_of_a_killed_worker_is_redelivered() -> None:
+    """At-least-once on Redis streams: an un-acked message is XAUTOCLAIMed by another consumer once it
+    has been idle ``idle_timeout`` s (taskiq checks after each batch of new messages)."""
+    if "taskiq+redis" not in IDS:
+        pytest.skip("taskiq+redis not selected")
+    import signal
+
+    url = f"taskiq+redis://{REDIS}/7?prefix=t_probe_kill.&idle_timeout=1"
+    with anytask.connect(url) as client:
+        client.adapter.purge(["default"])
+        first = WorkerProcess(url, concurrency=1).start()
+        try:
+            first.wait_ready(client)
+            h = client.submit(tasks.sleep, 1.5, "survived")
+            _wait_status(client, h.id, Status.RUNNING)
+            assert first.proc is not None
+            os.killpg(first.proc.pid, signal.SIGKILL)
+        finally:
+            first.stop()
+        time.sleep(1.2)
+        with WorkerProcess(url, concurrency=2) as second:
+            second.wait_ready(client)  # new messages make the worker look for idle un-acked ones
+            assert h.result(timeout=30) == "survived"
+            assert h.get().attempts == 1  # a redelivery is not a retry
+        client.adapter.purge(["default"])

@@ -6,7 +6,8 @@
   ``AioPikaBroker``; results and states in the Redis of ``result`` (default redis://127.0.0.1:6379/0).
 
 URL parameters: ``timeout`` (connect timeout, s, default 3), ``prefix`` (prepended to native queue,
-stream, exchange and key names), ``result`` (amqp only).
+stream, exchange and key names), ``result`` (amqp only), ``idle_timeout`` (redis only: seconds after
+which a delivered but un-acked message is reclaimed by another worker, default 600 as in taskiq).
 
 TaskiQ's client API is async-only and keeps no task states. The adapter runs one private event loop
 in a daemon thread; every coroutine of the broker runs on that loop (the sync API submits to it with
@@ -80,6 +81,10 @@ class _Conf:
         except ValueError:
             raise ConfigurationError(f"timeout must be a number of seconds in {url.masked!r}") from None
         self.result_url = url.broker_url if self.transport == "redis" else url.params.get("result", DEFAULT_RESULT_URL)
+        try:
+            self.idle_timeout = float(url.params.get("idle_timeout", 600))
+        except ValueError:
+            raise ConfigurationError(f"idle_timeout must be a number of seconds in {url.masked!r}") from None
         self.state_prefix = f"anytask:taskiq:{self.prefix}state:"
         self.result_prefix = f"anytask:taskiq:{self.prefix}result"  # taskiq appends ":<task id>"
 
@@ -102,6 +107,7 @@ class _Conf:
                 self.url.broker_url, queue_name=native_queues[0],
                 additional_streams={q: ">" for q in native_queues[1:]},
                 consumer_id="0",  # trap: the default "$" skips messages sent before the first worker started
+                idle_timeout=int(self.idle_timeout * 1000),  # un-acked messages are reclaimed after this
                 xread_count=concurrency if config == "reliable" else 100,
                 socket_connect_timeout=self.timeout,
                 socket_timeout=None if worker else max(self.timeout, 5.0))
