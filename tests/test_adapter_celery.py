@@ -278,7 +278,8 @@ def test_hard_time_limit_kills_a_task_that_ignores_the_soft_one(flavour: Flavour
     with pytest.raises(TaskFailed) as ei:
         h.result(timeout=30)
     assert time.monotonic() - t0 < 10
-    assert ei.value.exc_type.endswith("TimeLimitExceeded")
+    assert ei.value.exc_type == "billiard.exceptions.TimeLimitExceeded"
+    assert ei.value.message == "task killed after its hard time limit of 2.0s"  # timeout 1 + 1 s grace
     assert h.status() is Status.FAILED
 
 
@@ -313,9 +314,11 @@ def test_wait_uses_the_result_channel_and_keeps_the_result(flavour: Flavour, cli
 
 
 class SilentServer:
-    """Accepts TCP connections and never answers (a hung broker / a firewall that holds packets)."""
+    """Accepts TCP connections and never answers (a hung broker / a firewall that holds packets),
+    or answers every connection with ``greeting`` (another service on the port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, greeting: bytes = b"") -> None:
+        self.greeting = greeting
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -330,6 +333,11 @@ class SilentServer:
             except OSError:
                 return
             self.conns.append(conn)
+            if self.greeting:
+                try:
+                    conn.sendall(self.greeting)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         self.sock.close()
@@ -344,6 +352,13 @@ def silent() -> Iterator[SilentServer]:
     s.close()
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[SilentServer]:
+    s = SilentServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    yield s
+    s.close()
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -352,10 +367,13 @@ def _closed_port() -> int:
     return port
 
 
-@pytest.mark.parametrize("case", ["redis-closed", "redis-silent", "amqp-closed", "amqp-silent", "result-silent"])
-def test_broker_down_raises_broker_unavailable_in_time(case: str, silent: SilentServer) -> None:
+@pytest.mark.parametrize("case", ["redis-closed", "redis-silent", "amqp-closed", "amqp-silent", "amqp-badauth",
+                                  "result-silent", "result-http"])
+def test_broker_down_raises_broker_unavailable_in_time(case: str, silent: SilentServer, http: SilentServer) -> None:
     if not answers(RHOST, int(RPORT or 6379)):
         pytest.skip(f"no Redis on {REDIS}")
+    if case in ("amqp-badauth", "result-silent", "result-http") and not answers(AHOST, 5672):
+        pytest.skip(f"no RabbitMQ on {AHOST}:5672")
     port = silent.port if case.endswith("silent") else _closed_port()
     prefix = f"t_down{uuid.uuid4().hex[:6]}."
     result = f"redis://{REDIS}/12"
@@ -364,8 +382,11 @@ def test_broker_down_raises_broker_unavailable_in_time(case: str, silent: Silent
         "redis-silent": f"celery+redis://127.0.0.1:{port}/0?timeout=1&prefix={prefix}&result={result}",
         "amqp-closed": f"celery+amqp://guest:s3cret@127.0.0.1:{port}//?timeout=1&prefix={prefix}&result={result}",
         "amqp-silent": f"celery+amqp://guest:s3cret@127.0.0.1:{port}//?timeout=1&prefix={prefix}&result={result}",
-        "result-silent": f"celery+amqp://guest:s3cret@127.0.0.1:5672//?timeout=1&prefix={prefix}"
+        "amqp-badauth": f"celery+amqp://guest:s3cret@{AHOST}:5672//?timeout=1&prefix={prefix}&result={result}",
+        "result-silent": f"celery+amqp://guest:s3cret@{AHOST}:5672//?timeout=1&prefix={prefix}"
                          f"&result=redis://127.0.0.1:{silent.port}/0",
+        "result-http": f"celery+amqp://guest:s3cret@{AHOST}:5672//?timeout=1&prefix={prefix}"
+                       f"&result=redis://127.0.0.1:{http.port}/0",
     }[case]
     with anytask.connect(url) as c:
         for what in ("submit", "ping", "get"):
@@ -380,7 +401,7 @@ def test_broker_down_raises_broker_unavailable_in_time(case: str, silent: Silent
             except BrokerUnavailable as exc:
                 assert "s3cret" not in str(exc)
             else:
-                assert what == "get" and case != "result-silent", f"{what} did not fail on {case}"
+                assert what == "get" and not case.startswith("result-"), f"{what} did not fail on {case}"
             assert time.monotonic() - t0 < 2.5, f"{what} took {time.monotonic() - t0:.1f}s on {case}"
     # nothing half-written: the submission record went with the failed publish
     keys = redis.Redis(host=RHOST, port=int(RPORT or 6379), db=12).keys(f"anytask:celery:{prefix}*")

@@ -81,6 +81,8 @@ def error_from_meta(result: Any, traceback: str | None) -> ErrorInfo:
         message = "" if not args else str(args[0]) if len(args) == 1 else str(tuple(args))
     else:
         message = "" if args is None else str(args)
+    if path == "billiard.exceptions.TimeLimitExceeded":  # the pool stores just the limit: say what it is
+        message = f"task killed after its hard time limit of {message}s"
     return ErrorInfo(path, message, traceback or "")
 
 
