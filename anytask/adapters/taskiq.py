@@ -92,7 +92,7 @@ class _Conf:
         return self.prefix + name
 
     def recorder(self) -> Recorder:
-        client = redis_connect(self.result_url, self.timeout)
+        client = redis_connect(self.result_url, self.timeout, read_timeout=self.timeout)  # no blocking reads here
         return Recorder(RedisStateStore(client, self.state_prefix, self.result_url))
 
     def broker(self, queues: Sequence[str] = ("default",), *, worker: bool = False, config: str = "defaults",
