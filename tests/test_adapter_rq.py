@@ -205,6 +205,16 @@ def test_killed_work_horse_fails_the_job_with_rqs_reason(client: anytask.Client,
     assert "Work-horse terminated unexpectedly" in ei.value.message
 
 
+def test_task_unknown_to_the_worker_fails_with_task_not_registered(client: anytask.Client,
+                                                                  worker: WorkerProcess) -> None:
+    ghost = anytask.Task(func=tasks.add.func, name="anytask.testing.nowhere.ghost")  # no worker can import it
+    h = client.submit(ghost, 1, 2)
+    with pytest.raises(TaskFailed) as ei:
+        h.result(timeout=20)
+    assert ei.value.exc_type == "anytask.facade.errors.TaskNotRegistered"
+    assert "anytask.testing.nowhere.ghost" in ei.value.message
+
+
 # -- broker down -----------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import functools
 import math
 import re
 import signal
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,7 @@ from rq.utils import import_attribute
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, native, unsupported
-from ..facade.errors import ConfigurationError, TaskNotRegistered
+from ..facade.errors import ConfigurationError, ResultTimeout, TaskNotRegistered
 from ..facade.records import ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
@@ -327,6 +328,24 @@ class RQAdapter(Adapter):
             if rq_status == "stopped":
                 fields["note"] = "stopped by an RQ stop-job command"
         return TaskResult(**fields)
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult:
+        """Block on the job's result stream (XREAD BLOCK, as RQ's ``job.latest_result(timeout=)``) between
+        reads of the state, instead of polling: the worker's XADD of the result wakes the waiter."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = Result.get_key(task_id)  # type: ignore[no-untyped-call]
+        seen: Any = None
+        while True:
+            res = self.get(task_id)
+            if res.finished:
+                return res
+            left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if left <= 0:
+                raise ResultTimeout(f"task {task_id} not finished after {timeout}s (status {res.status.value})")
+            if seen:  # a result entry exists yet the job is not finished (e.g. a repeat): do not spin
+                time.sleep(min(0.05, left))
+            with broker_errors("waiting for a task", self.url.raw):
+                seen = self.redis.xread({key: "0-0"}, count=1, block=max(1, int(left * 1000)))
 
     @staticmethod
     def _error(job: Job, latest: Result | None, attempt: int) -> ErrorInfo | None:
