@@ -10,6 +10,7 @@ The tasks below are module-level so the workers started here can import this mod
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -308,6 +309,20 @@ def test_wait_uses_the_result_channel_and_keeps_the_result(flavour: Flavour, cli
     assert time.monotonic() - t0 < 1.0
     assert client.result(h.id, timeout=1) == "v"  # not consumed, not forgotten
     assert client.adapter.wait(h.id, 0).value == "v"
+
+
+def test_async_await_uses_the_result_channel(flavour: Flavour, client: anytask.Client,
+                                             worker: WorkerProcess) -> None:
+    async def main() -> tuple[float, Any]:
+        h = await client.asubmit(tasks.sleep, 1.5, "late")
+        with pytest.raises(ResultTimeout, match="status (QUEUED|RUNNING)"):
+            await h.aresult(timeout=0.2)
+        t0 = time.monotonic()
+        value = await h.aresult(timeout=30)  # spans two 1 s slices
+        return time.monotonic() - t0, value
+
+    took, value = asyncio.run(main())
+    assert value == "late" and took < 2.0
 
 
 # -- broker down ---------------------------------------------------------------------------------

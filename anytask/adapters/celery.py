@@ -20,6 +20,7 @@ no start time). See docs/adapters/celery.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -296,6 +297,19 @@ class CeleryAdapter(Adapter):
                     pubsub.get_message(timeout=min(left, 1.0))  # any message: re-read the key
             finally:
                 pubsub.close()
+
+    async def await_(self, task_id: str, timeout: float | None) -> TaskResult:
+        """``wait`` in a thread, in slices of at most 1 s so that a cancelled await leaves no thread behind
+        for longer than that."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await asyncio.to_thread(self.wait, task_id, 1.0 if left is None else min(left, 1.0))
+            except ResultTimeout as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    status = str(exc).rpartition("(status ")[2].rstrip(")")
+                    raise ResultTimeout(f"task {task_id} not finished after {timeout}s (status {status})") from None
 
     def _result(self, task_id: str, meta: dict[str, Any] | None, rec: dict[str, Any]) -> TaskResult:
         state = (meta or {}).get("status", "PENDING")
