@@ -199,6 +199,19 @@ def test_pending_is_told_apart_unknown_queued_scheduled(flavour: Flavour, client
     assert client.status(scheduled.id) is Status.UNKNOWN
 
 
+def test_delay_is_a_native_eta_scheduled_while_waiting(flavour: Flavour, client: anytask.Client,
+                                                       worker: WorkerProcess) -> None:
+    t0 = time.time()
+    h = client.submit(tasks.add.using(delay=1.5), 2, 2)
+    assert h.status() is Status.SCHEDULED
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    assert adapter.app.AsyncResult(h.id).state == "PENDING"
+    assert h.result(timeout=30) == 4
+    info = h.get()
+    assert info.started_at is not None and info.started_at >= t0 + 1.4
+    assert info.status is Status.SUCCEEDED
+
+
 def test_no_result_subscription_per_submit(flavour: Flavour, client: anytask.Client) -> None:
     """Trap: send_task SUBSCRIBEs the client to every task's result channel until get() is called."""
     r = _redis(flavour)
