@@ -1,0 +1,1 @@
+"""``anytask probe``: small real experiments with each library's own API, checking the survey's feature claims."""
