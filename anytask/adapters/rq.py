@@ -1,7 +1,7 @@
 """``rq+redis://host:port/db``: RQ jobs, RQ's worker machinery, RQ's own job states.
 
 * Jobs carry the facade's id and the task's real name as RQ's ``func_name``
-  (``anytask.testing.tasks.add``), so ``rq info``, ``Job.fetch`` and dashboards show the task.
+  (``anytask.testing.tasks.add``), so RQ's worker log, ``Job.fetch`` and job descriptions show the task.
 * Arguments, results and ``job.meta`` are JSON (``rq.serializers.JSONSerializer`` on both sides):
   nothing is ever unpickled.
 * The worker runs with :class:`AnytaskJob` as its job class: when a job's ``func_name`` names an
