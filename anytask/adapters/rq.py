@@ -249,7 +249,8 @@ class RQAdapter(Adapter):
         if url.transport != "redis":
             raise ConfigurationError(f"RQ needs Redis: use rq+redis://HOST:PORT/DB, not {url.masked}")
         self.prefix = url.params.get("prefix", "")
-        self.redis = connect(url.broker_url, self.connect_timeout)
+        # replies bounded too (a silent port fails fast), but above the 1 s blocking wait of result reads
+        self.redis = connect(url.broker_url, self.connect_timeout, read_timeout=max(self.connect_timeout, 1.5))
         self._queues: dict[str, Queue] = {}
 
     def queue_name(self, name: str) -> str:
