@@ -94,9 +94,9 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
 @pytest.fixture(scope="module")
 def client(flavour: Flavour) -> Iterator[anytask.Client]:
     c = anytask.connect(flavour.url)
-    c.adapter.purge(["default", "idle"])
+    c.adapter.purge(["default", "idle", "other"])
     yield c
-    c.adapter.purge(["default", "idle"])
+    c.adapter.purge(["default", "idle", "other"])
     c.close()
 
 
@@ -105,7 +105,7 @@ def worker(flavour: Flavour, client: anytask.Client) -> Iterator[WorkerProcess]:
     """One worker per flavour with this module's tasks, a custom node name given through ``extra``."""
     node = f"celtest-{uuid.uuid4().hex[:8]}@%h"
     w = WorkerProcess(flavour.url, tasks=("anytask.testing.tasks", THIS), concurrency=2, env=WORKER_ENV,
-                      extra=[f"--hostname={node}"]).start()  # `-- EXTRA` reaches `celery worker`
+                      queues=("default", "other"), extra=[f"--hostname={node}"]).start()  # `-- EXTRA` reaches `celery worker`
     try:
         w.wait_ready(client)
         w.node = node.replace("%h", socket.gethostname())  # type: ignore[attr-defined]
@@ -206,6 +206,17 @@ def test_delay_is_a_native_eta_scheduled_while_waiting(flavour: Flavour, client:
     info = h.get()
     assert info.started_at is not None and info.started_at >= t0 + 1.4
     assert info.status is Status.SUCCEEDED
+
+
+def test_queues_are_native_celery_queues(flavour: Flavour, client: anytask.Client, worker: WorkerProcess) -> None:
+    """queue="other" -> Celery queue t_celtest.other, consumed because the worker runs -Q ...,t_celtest.other."""
+    h = client.submit(tasks.add.using(queue="other"), 5, 6)
+    assert h.result(timeout=30) == 11
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    assert adapter.app.AsyncResult(h.id).queue == "t_celtest.other"
+    node = worker.node  # type: ignore[attr-defined]
+    replies = adapter.app.control.inspect(destination=[node], timeout=5).active_queues() or {}
+    assert sorted(q["name"] for q in replies[node]) == ["t_celtest.default", "t_celtest.other"]
 
 
 def test_no_result_subscription_per_submit(flavour: Flavour, client: anytask.Client) -> None:
