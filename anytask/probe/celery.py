@@ -8,8 +8,20 @@ import sys
 import time
 from typing import Any
 
-from .common import (n_params, AMQP_URL, REDIS_URL, Lab, ProbeFailed, bin_path, documentation_probe, mypy_check, rabbit_count,
-                     setup_probe, version_of, wait_until)
+from .common import (
+    AMQP_URL,
+    REDIS_URL,
+    Lab,
+    ProbeFailed,
+    bin_path,
+    documentation_probe,
+    mypy_check,
+    n_params,
+    rabbit_count,
+    setup_probe,
+    version_of,
+    wait_until,
+)
 from .result import ProbeResult
 
 
@@ -326,7 +338,7 @@ def _minimal(lab: Lab) -> tuple[bool, str, list[Any]]:
     prod = lab.write("minprod.py", "from mintasks import add\nprint(add.delay(2, 3).get(timeout=30))\n", preamble=False)
     lab.worker([bin_path("celery"), "-A", "mintasks", "worker", "-P", "solo", "-l", "WARNING", "-Q", "celery",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"])
-    out = subprocess.run([sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
+    out = subprocess.run(check=False, args=[sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
                          timeout=40)
     return out.stdout.strip() == "5", f"producer printed {out.stdout.strip()!r} {out.stderr[-200:]}", [tasks, prod]
 
@@ -337,7 +349,7 @@ def setup_simplicity(lab: Lab) -> ProbeResult:
 
 
 def configuration(lab: Lab) -> ProbeResult:
-    from celery.app.defaults import flatten, NAMESPACES
+    from celery.app.defaults import NAMESPACES, flatten
 
     from .rq import _cli_options, config_verdict
 
@@ -352,7 +364,7 @@ def configuration(lab: Lab) -> ProbeResult:
 def debugging_tools(lab: Lab) -> ProbeResult:
     t = _setup(lab, remote=True)
     _worker(lab)
-    out = subprocess.run([bin_path("celery"), "-A", "celtasks", "inspect", "ping", "-t", "3"], cwd=lab.tmp,
+    out = subprocess.run(check=False, args=[bin_path("celery"), "-A", "celtasks", "inspect", "ping", "-t", "3"], cwd=lab.tmp,
                          env=lab.env(), capture_output=True, text=True, timeout=30).stdout
     cli_ok = "pong" in out
     t.app.conf.task_always_eager = True

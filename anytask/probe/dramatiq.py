@@ -7,8 +7,21 @@ import sys
 import time
 from typing import Any
 
-from .common import (n_params, window_counts, AMQP_URL_NOSLASH, REDIS_URL, Lab, ProbeFailed, bin_path, documentation_probe, grep_package,
-                     mypy_check, setup_probe, version_of, wait_until)
+from .common import (
+    AMQP_URL_NOSLASH,
+    REDIS_URL,
+    Lab,
+    ProbeFailed,
+    bin_path,
+    documentation_probe,
+    grep_package,
+    mypy_check,
+    n_params,
+    setup_probe,
+    version_of,
+    wait_until,
+    window_counts,
+)
 from .result import ProbeResult
 
 
@@ -123,7 +136,6 @@ def _setup(lab: Lab, mode: str = "") -> Any:
 
 
 def _worker(lab: Lab, queues: tuple[str, ...] = (), threads: int = 2, ready: bool = True, name: str = "worker") -> Any:
-    import os
 
     argv = [bin_path("dramatiq"), "dramtasks", "-p", "1", "-t", str(threads)]
     if queues:
@@ -318,7 +330,7 @@ def _minimal(lab: Lab) -> tuple[bool, str, list[Any]]:
     tasks = lab.write("mintasks.py", MIN.format(url=REDIS_URL, ns=f"probe.{lab.token}.min"), preamble=False)
     prod = lab.write("minprod.py", "from mintasks import add\nadd.send(2, 3)\n", preamble=False)
     w = lab.worker([bin_path("dramatiq"), "mintasks", "-p", "1", "-t", "1"])
-    subprocess.run([sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True, timeout=30)
+    subprocess.run(check=False, args=[sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True, timeout=30)
     ok = bool(wait_until(lambda: "5" in w.output().split(), 20))
     return ok, f"worker printed 5: {ok}", [tasks, prod]
 
@@ -346,7 +358,7 @@ def debugging_tools(lab: Lab) -> ProbeResult:
     import dramatiq
     from dramatiq.brokers.stub import StubBroker
 
-    help_text = subprocess.run([bin_path("dramatiq"), "--help"], capture_output=True, text=True, timeout=30).stdout
+    help_text = subprocess.run(check=False, args=[bin_path("dramatiq"), "--help"], capture_output=True, text=True, timeout=30).stdout
     broker = StubBroker()
     dramatiq.set_broker(broker)
     seen = []

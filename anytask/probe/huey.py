@@ -7,8 +7,18 @@ import sys
 import time
 from typing import Any
 
-from .common import (window_counts, REDIS_URL, Lab, ProbeFailed, bin_path, documentation_probe, mypy_check, setup_probe, version_of,
-                     wait_until)
+from .common import (
+    REDIS_URL,
+    Lab,
+    ProbeFailed,
+    bin_path,
+    documentation_probe,
+    mypy_check,
+    setup_probe,
+    version_of,
+    wait_until,
+    window_counts,
+)
 from .result import ProbeResult
 
 
@@ -311,7 +321,7 @@ def _minimal(lab: Lab) -> tuple[bool, str, list[Any]]:
     prod = lab.write("minprod.py", "from mintasks import add\nprint(add(2, 3).get(blocking=True, timeout=30))\n",
                      preamble=False)
     lab.worker([bin_path("huey_consumer"), "mintasks.huey"])
-    out = subprocess.run([sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
+    out = subprocess.run(check=False, args=[sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
                          timeout=40)
     return out.stdout.strip() == "5", f"producer printed {out.stdout.strip()!r}", [tasks, prod]
 
@@ -341,7 +351,7 @@ def configuration(lab: Lab) -> ProbeResult:
 def debugging_tools(lab: Lab) -> ProbeResult:
     from huey import Huey, MemoryHuey
 
-    help_text = subprocess.run([bin_path("huey_consumer"), "--help"], capture_output=True, text=True,
+    help_text = subprocess.run(check=False, args=[bin_path("huey_consumer"), "--help"], capture_output=True, text=True,
                                timeout=30).stdout
     h = MemoryHuey("dbg", immediate=True)
 

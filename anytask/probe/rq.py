@@ -9,8 +9,19 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from .common import (n_params, REDIS_URL, Lab, ProbeFailed, bin_path, documentation_probe, grep_package, mypy_check,
-                     setup_probe, version_of, wait_until)
+from .common import (
+    REDIS_URL,
+    Lab,
+    ProbeFailed,
+    bin_path,
+    documentation_probe,
+    grep_package,
+    mypy_check,
+    n_params,
+    setup_probe,
+    version_of,
+    wait_until,
+)
 from .result import ProbeResult
 
 
@@ -103,7 +114,7 @@ def _st(job: Any) -> str:
 
 
 def basic_queuing(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     job = q.enqueue(t.add, 2, 3)
     _worker(lab)
     status = _wait_job(job)
@@ -117,7 +128,7 @@ def basic_queuing(lab: Lab) -> ProbeResult:
 def retries(lab: Lab) -> ProbeResult:
     from rq import Retry
 
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     job = q.enqueue(t.flaky, 2, retry=Retry(max=2))
     _worker(lab)
     status = _wait_job(job, 25)
@@ -128,7 +139,7 @@ def retries(lab: Lab) -> ProbeResult:
 
 
 def scheduling_delay(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     _worker(lab, extra=("--with-scheduler",))
     t0 = time.time()
     q.enqueue_in(timedelta(seconds=2), t.mark, "delayed")
@@ -144,7 +155,7 @@ def scheduling_delay(lab: Lab) -> ProbeResult:
 
 
 def scheduling_periodic(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, _q, _t = _setup(lab)
     lab.write("rqcron.py", f'''
 from rq import cron
 from rqtasks import mark
@@ -184,7 +195,7 @@ def priority(lab: Lab) -> ProbeResult:
 
 
 def chaining(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     a = q.enqueue(t.add, 2, 3)
     b = q.enqueue(t.double_parent, depends_on=a)
     _worker(lab)
@@ -217,29 +228,35 @@ def groups(lab: Lab) -> ProbeResult:
                       "(finished jobs are cleaned out of the group by design); no built-in fan-in callback (chord)")
 
 
+def _overlaps(lab: Lab, labels: list[str]) -> int:
+    starts = {e["label"]: e["t"] for e in lab.events("start") if e["label"] in labels}
+    ends = {e["label"]: e["t"] for e in lab.events("end") if e["label"] in labels}
+    return sum(1 for a in labels for b in labels
+               if a < b and a in ends and b in ends and starts[a] < ends[b] and starts[b] < ends[a])
+
+
 def rate_limiting(lab: Lab) -> ProbeResult:
     from rq.rate_limit import RateLimit
 
-    conn, q, t = _setup(lab)
-    for i in range(4):
-        q.enqueue(t.slow, f"j{i}", 0.6, rate_limit=RateLimit(key=lab.token, concurrency=1))
+    _conn, q, t = _setup(lab)
+    limited = [f"j{i}" for i in range(4)]
+    for label in limited:
+        q.enqueue(t.slow, label, 0.6, rate_limit=RateLimit(key=lab.token, concurrency=1))
     _worker(lab, name="w1")
     _worker(lab, name="w2")
     ends = lab.wait_events("end", 4, 30)
-    starts = {e["label"]: e["t"] for e in lab.events("start")}
-    endt = {e["label"]: e["t"] for e in ends}
-    overlap = 0
-    for a in starts:
-        for b in starts:
-            if a < b and a in endt and b in endt and starts[a] < endt[b] and starts[b] < endt[a]:
-                overlap += 1
-    ok = len(ends) == 4 and overlap == 0
-    workers_used = sorted({e["pid"] for e in ends})
+    overlap = _overlaps(lab, limited)
+    # control: the same two workers overlap two jobs without a limit
+    for label in ("c0", "c1"):
+        q.enqueue(t.slow, label, 0.6)
+    lab.wait_events("end", 6, 20)
+    control = _overlaps(lab, ["c0", "c1"])
+    ok = len(ends) >= 4 and overlap == 0 and control == 1
     return lab.result(
         "partial" if ok else "no",
         "queue.enqueue(f, rate_limit=rq.rate_limit.RateLimit(key, concurrency=1)), two `rq worker` processes",
-        f"4 jobs of 0.6 s with concurrency limit 1 over 2 workers: {overlap} overlapping pairs, "
-        f"executed by {len(workers_used)} process(es)",
+        f"4 jobs of 0.6 s with concurrency limit 1 over 2 workers: {overlap} overlapping pairs; control (2 jobs "
+        f"without the limit, same workers): {control} overlapping pair",
         missing="concurrency limit only (jobs in flight per key), no rate per time window" if ok else None)
 
 
@@ -247,7 +264,7 @@ def dead_letter_queues(lab: Lab) -> ProbeResult:
     from rq import Retry
     from rq.registry import FailedJobRegistry
 
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     job = q.enqueue(t.always_fails, retry=Retry(max=1))
     _worker(lab)
     status = _wait_job(job, 25)
@@ -268,7 +285,7 @@ def dead_letter_queues(lab: Lab) -> ProbeResult:
 def result_storage(lab: Lab) -> ProbeResult:
     from rq.job import Job
 
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     job = q.enqueue(t.add, 20, 22, result_ttl=60)
     _worker(lab)
     _wait_job(job)
@@ -282,7 +299,7 @@ def result_storage(lab: Lab) -> ProbeResult:
 
 
 def task_routing(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, _q, _t = _setup(lab)
     lab.write("rqroute.py", f'''
 import redis
 from rq.decorators import job
@@ -294,7 +311,7 @@ def on_b(): rec("mark", label="b")
 ''')
     import rqroute  # type: ignore[import-not-found]
 
-    ja, jb = rqroute.on_a.delay(), rqroute.on_b.delay()
+    _ja, jb = rqroute.on_a.delay(), rqroute.on_b.delay()
     _worker(lab, lab.queue + ".a")
     lab.wait_events("mark", 1, 15)
     time.sleep(1.5)
@@ -356,7 +373,7 @@ while job.get_status() != "finished":
 print(job.return_value())
 ''', preamble=False)
     _worker(lab)
-    out = subprocess.run([sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
+    out = subprocess.run(check=False, args=[sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True,
                          timeout=30)
     return out.stdout.strip() == "5", f"producer printed {out.stdout.strip()!r}", [tasks, prod]
 
@@ -367,7 +384,7 @@ def setup_simplicity(lab: Lab) -> ProbeResult:
 
 
 def _cli_options(argv: list[str], lab: Lab) -> int:
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=lab.env()).stdout
+    out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30, env=lab.env()).stdout
     return len(set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]+", out)))
 
 
@@ -403,7 +420,7 @@ def debugging_tools(lab: Lab) -> ProbeResult:
 
     conn, q, t = _setup(lab)
     q.enqueue(t.add, 1, 1)
-    out = subprocess.run([bin_path("rq"), "info", "--url", REDIS_URL, lab.queue], capture_output=True, text=True,
+    out = subprocess.run(check=False, args=[bin_path("rq"), "info", "--url", REDIS_URL, lab.queue], capture_output=True, text=True,
                          timeout=30, env=lab.env()).stdout
     cli_ok = bool(re.search(re.escape(lab.queue) + r".*\b1\b", out))
     sync = Queue(lab.queue + ".sync", connection=conn, is_async=False).enqueue(t.add, 4, 5)
@@ -423,7 +440,7 @@ def documentation(lab: Lab) -> ProbeResult:
 
 
 def type_safety(lab: Lab) -> ProbeResult:
-    header = f'''
+    header = '''
 import redis
 from rq import Queue
 def add(x: int, y: int) -> int:
@@ -438,7 +455,7 @@ q = Queue("q", connection=redis.Redis())
 
 
 def async_support(lab: Lab) -> ProbeResult:
-    conn, q, t = _setup(lab)
+    _conn, q, t = _setup(lab)
     job = q.enqueue(t.aadd, 2, 3)
     _worker(lab)
     status = _wait_job(job)

@@ -18,11 +18,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .result import (CLAIMS, CONFIG_WORDS, FEATURES, LIBRARIES, SURVEY_CELLS, ProbeResult, unknown)
+from .result import CLAIMS, CONFIG_WORDS, FEATURES, LIBRARIES, SURVEY_CELLS, ProbeResult, unknown
 
 DEFAULT_TIMEOUT = 60.0
 SCHEMA = "anytask.features/1"
@@ -187,7 +187,7 @@ def build_document(results: list[ProbeResult], seconds: float, survey_path: str 
             contradictions.append({"library": lib, "feature": f, "survey_row": row, "survey": said, "probe": got})
     return {
         "schema": SCHEMA,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},
         "run_seconds": round(seconds, 1),

@@ -8,10 +8,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
-from .common import (n_params, AMQP_URL_NOSLASH, REDIS_URL, Lab, ProbeFailed, bin_path, documentation_probe, grep_package,
-                     mypy_check, rabbit_count, setup_probe, version_of, wait_until)
+from .common import (
+    AMQP_URL_NOSLASH,
+    REDIS_URL,
+    Lab,
+    ProbeFailed,
+    bin_path,
+    documentation_probe,
+    grep_package,
+    mypy_check,
+    n_params,
+    rabbit_count,
+    setup_probe,
+    version_of,
+    wait_until,
+)
 from .result import ProbeResult
 
 
@@ -174,7 +188,7 @@ def retries(lab: Lab) -> ProbeResult:
 
 
 def scheduling_delay(lab: Lab) -> ProbeResult:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     t = _setup(lab)
     _worker(lab)
@@ -184,7 +198,7 @@ def scheduling_delay(lab: Lab) -> ProbeResult:
     t0 = time.time()
 
     async def body() -> Any:
-        return await t.mark.schedule_by_time(t.source, datetime.now(timezone.utc) + timedelta(seconds=2), "delayed")
+        return await t.mark.schedule_by_time(t.source, datetime.now(UTC) + timedelta(seconds=2), "delayed")
     _run(t, body)
     evs = lab.wait_events("mark", 1, 20)
     if not evs:
@@ -385,7 +399,7 @@ async def main():
 asyncio.run(main())
 ''', preamble=False)
     w = lab.worker([bin_path("taskiq"), "worker", "mintasks:broker", "--workers", "1"])
-    subprocess.run([sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True, timeout=30)
+    subprocess.run(check=False, args=[sys.executable, str(prod)], cwd=lab.tmp, env=lab.env(), capture_output=True, text=True, timeout=30)
     ok = bool(wait_until(lambda: "5" in w.output().split(), 20))
     return ok, f"worker printed 5: {ok}", [tasks, prod]
 
@@ -412,7 +426,7 @@ def configuration(lab: Lab) -> ProbeResult:
 def debugging_tools(lab: Lab) -> ProbeResult:
     from taskiq import InMemoryBroker
 
-    help_text = subprocess.run([bin_path("taskiq"), "--help"], capture_output=True, text=True, timeout=30).stdout
+    help_text = subprocess.run(check=False, args=[bin_path("taskiq"), "--help"], capture_output=True, text=True, timeout=30).stdout
     broker = InMemoryBroker()
 
     @broker.task
