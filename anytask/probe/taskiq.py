@@ -57,8 +57,8 @@ if MODE in ("priority", "dlq", "routing"):
                      for n in names],
         dead_letter_queue=Queue(name=Q + ".dead", type=QueueType.CLASSIC))
 else:
-    # socket_timeout=None: redis-py 8 defaults to a 5 s socket timeout, and ListQueueBroker's BRPOP without a
-    # timeout then raises TimeoutError and kills an idle worker after 5 s (observed with taskiq-redis 1.2.4).
+    # socket_timeout=None: redis-py 8 defaults to a 5 s socket timeout; ListQueueBroker's BRPOP without a timeout
+    # then raises TimeoutError and the idle worker process dies every 5 s and is restarted (taskiq-redis 1.2.4).
     broker = ListQueueBroker(url=REDIS, queue_name=Q, socket_timeout=None)
 broker = broker.with_result_backend(RedisAsyncResultBackend(redis_url=REDIS, prefix_str=NS))
 broker.add_middlewares(SimpleRetryMiddleware(default_retry_count=3))
