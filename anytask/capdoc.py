@@ -33,7 +33,7 @@ def render() -> str:
     for feature in Feature:
         cells = [MARK[decls[s].get(feature).support] for s in schemes]
         lines.append(f"| {feature.value} | " + " | ".join(cells) + " |")
-    lines += ["| delivery | " + " | ".join(decls[s].delivery for s in schemes) + " |", ""]
+    lines.append("")
     lines.append("## How, per backend")
     done: set[int] = set()
     for scheme, spec in BACKENDS.items():
@@ -42,7 +42,8 @@ def render() -> str:
             continue
         done.add(id(caps))
         same = [s for s in schemes if decls[s] is caps]
-        lines += ["", f"### {', '.join(same)}", "", "| feature | support | how / why |", "|---|---|---|"]
+        lines += ["", f"### {', '.join(same)}", "", f"Delivery (default configuration): {caps.delivery}.", "",
+                  "| feature | support | how / why |", "|---|---|---|"]
         for feature in Feature:
             fs = caps.get(feature)
             how = fs.how.replace("|", "\\|").replace("\n", " ")

@@ -221,3 +221,10 @@ def test_worker_errors_are_clear() -> None:
     assert r.returncode == 2 and "no worker" in r.stderr
     r = run("bogus+redis://u:pw@h:1/0", "--tasks", "anytask.testing.tasks")
     assert r.returncode == 2 and "unknown backend scheme" in r.stderr and "pw@" not in r.stderr
+
+
+def test_capabilities_doc_is_generated_and_fresh() -> None:
+    from anytask.capdoc import render
+
+    committed = (ROOT / "docs" / "capabilities.md").read_text()
+    assert committed == render(), "docs/capabilities.md is stale: run `anytask capabilities --write`"
