@@ -224,8 +224,8 @@ def groups(lab: Lab) -> ProbeResult:
     ok = results == [0, 2, 4, 6]
     return lab.result("yes" if ok else "no",
                       "rq.group.Group.create(connection).enqueue_many(queue, [Queue.prepare_data(add, (i, i))])",
-                      f"group of 4 jobs ran, results {results}, Group.fetch(...).get_jobs() lists {members} job(s) "
-                      "(finished jobs are cleaned out of the group by design); no built-in fan-in callback (chord)")
+                      f"group of 4 jobs ran, results {results}, Group.fetch(name).get_jobs() lists {members} job(s); "
+                      "no built-in fan-in callback (chord) - a job can depends_on several jobs instead")
 
 
 def _overlaps(lab: Lab, labels: list[str]) -> int:
