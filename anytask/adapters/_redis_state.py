@@ -74,3 +74,58 @@ class RedisStateStore:
                 self.client.delete(key)
 
 
+
+    # -- unique keys (UNIQUE) ------------------------------------------------------------------
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        """Bind ``key`` to ``task_id`` unless bound: None if claimed now, else the id bound before."""
+        k = f"{self.prefix}unique:{key}"
+        with broker_errors("claiming a unique key", self.url):
+            for _ in range(3):
+                if self.client.set(k, task_id, nx=True, ex=max(1, int(ttl))):
+                    return None
+                existing = self.client.get(k)
+                if existing is not None:
+                    return existing.decode() if isinstance(existing, bytes) else str(existing)
+        raise BrokerUnavailable(f"unique key {key!r} kept changing on {mask(self.url)}")
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        with broker_errors("releasing a unique key", self.url):
+            self.client.eval(_RELEASE_IF_OWNER, 1, f"{self.prefix}unique:{key}", task_id)
+
+
+_RELEASE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+# A sliding-window limiter: at most ARGV[2] entries within ARGV[3] seconds; returns 0 when a slot was
+# taken, else the seconds to wait before the oldest entry leaves the window.
+_SLIDING_WINDOW = """
+local now = tonumber(ARGV[1]); local limit = tonumber(ARGV[2]); local period = tonumber(ARGV[3])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now - period)
+if redis.call('zcard', KEYS[1]) < limit then
+  redis.call('zadd', KEYS[1], now, ARGV[4])
+  redis.call('pexpire', KEYS[1], math.ceil(period * 1000) + 1000)
+  return '0'
+end
+local oldest = redis.call('zrange', KEYS[1], 0, 0, 'withscores')
+return tostring(tonumber(oldest[2]) + period - now)
+"""
+
+
+class RedisRateLimiter:
+    """Cluster-wide "N starts per period" per name, for adapters whose library has no rate limit.
+
+    ``acquire`` returns 0.0 when the caller may start now, else how long to wait; the caller
+    re-schedules (or, if it must, sleeps) and asks again.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "anytask:rate:", url: str = "") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.url = url
+        self._script = client.register_script(_SLIDING_WINDOW)
+
+    def acquire(self, name: str, count: int, period: float, token: str) -> float:
+        import time
+
+        with broker_errors("taking a rate-limit slot", self.url):
+            wait = self._script(keys=[self.prefix + name], args=[time.time(), count, period, token])
+        return max(0.0, float(wait.decode() if isinstance(wait, bytes) else wait))

@@ -20,13 +20,13 @@ from .errors import (
     UnsupportedFeature,
 )
 from .execution import TaskContext, current_task, progress
-from .records import ErrorInfo, Message, TaskResult
+from .records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from .status import Status
-from .task import Task, TaskOptions, get_task, registered_tasks, task
+from .task import Task, TaskOptions, get_task, parse_rate, registered_tasks, task
 from .url import BackendURL, mask, parse_url
 
 __all__ = [
-    "Adapter", "AnytaskError", "BackendURL", "BrokerUnavailable", "Capabilities", "Client",
+    "Adapter", "AnytaskError", "CancelOutcome", "CancelResult", "parse_rate", "BackendURL", "BrokerUnavailable", "Capabilities", "Client",
     "ConfigurationError", "ErrorInfo", "Feature", "FeatureSupport", "InvalidTask", "InvalidURL",
     "Message", "MissingDependency", "NotSerializable", "ResultTimeout", "Status", "Support", "Task",
     "TaskCancelled", "TaskContext", "TaskFailed", "TaskHandle", "TaskNotRegistered", "TaskOptions",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .capabilities import Capabilities
-from .errors import ResultTimeout
-from .records import Message, TaskResult
+from .errors import ResultTimeout, UnsupportedFeature
+from .records import CancelResult, Message, TaskResult
 from .task import Task
 from .url import BackendURL
 
@@ -89,6 +89,24 @@ class Adapter(abc.ABC):
                 raise ResultTimeout(f"task {task_id} not finished after {timeout}s (status {res.status.value})")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.05)
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a task: before it starts wherever possible, while it runs where the library can.
+
+        The client checks the CANCEL capability first; adapters that declare it override this.
+        """
+        raise UnsupportedFeature(self.name, "cancel", "this adapter does not implement cancel")
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        """Atomically bind ``key`` to ``task_id`` for ``ttl`` seconds.
+
+        Return None if the key was free (now bound to ``task_id``), else the id already bound to it.
+        Adapters that declare UNIQUE override this (e.g. Redis ``SET NX EX``).
+        """
+        raise UnsupportedFeature(self.name, "unique", "this adapter does not implement unique keys")
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        """Undo :meth:`claim_unique` when the enqueue that followed it failed."""
 
     def ping(self) -> None:
         """Raise BrokerUnavailable unless the broker (and state store) answer. Default: no check."""

@@ -14,7 +14,8 @@ from .adapter import Adapter
 from .backends import BACKENDS, load_adapter_class, spec_for
 from .capabilities import Capabilities, Feature
 from .errors import ConfigurationError, InvalidTask, MissingDependency, TaskCancelled, TaskFailed, UnknownTaskId, UnsupportedFeature
-from .records import ErrorInfo, Message, TaskResult
+from .records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
+from .state import DEFAULT_TTL
 from .status import Status
 from .task import Task, TaskOptions, get_task
 from .url import BackendURL, parse_url
@@ -86,7 +87,11 @@ class TaskHandle(Generic[R]):
         return cast(R, self.client.result(self.id, timeout=timeout))
 
     def progress(self) -> dict[str, Any] | None:
+        """The last ``anytask.progress(done, total, **meta)`` the task reported, or None."""
         return self.client.get(self.id).progress
+
+    def cancel(self) -> CancelResult:
+        return self.client.cancel(self.id)
 
     async def astatus(self) -> Status:
         return await self.client.astatus(self.id)
@@ -165,13 +170,40 @@ class Client:
     def submit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
         """Enqueue ``task(*args, **kwargs)``; nothing is enqueued if a check fails."""
         t, msg = self._prepare(cast(Any, task), args, kwargs)
-        self.adapter.submit(t, msg)
+        key = t.options.unique_key
+        if key is not None:
+            existing = self.adapter.claim_unique(key, msg.id, t.options.result_ttl or DEFAULT_TTL)
+            if existing is not None:
+                return TaskHandle(existing, t.name, self.backend, self)
+        try:
+            self.adapter.submit(t, msg)
+        except BaseException:
+            if key is not None:
+                self.adapter.release_unique(key, msg.id)
+            raise
         return TaskHandle(msg.id, t.name, self.backend, self)
 
     async def asubmit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
         t, msg = self._prepare(cast(Any, task), args, kwargs)
+        if t.options.unique_key is not None:  # the claim is one short round trip: keep it on the sync path
+            import asyncio
+
+            return await asyncio.to_thread(self.submit, t, *args, **kwargs)
         await self.adapter.asubmit(t, msg)
         return TaskHandle(msg.id, t.name, self.backend, self)
+
+    # -- cancel ------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a task; the result says whether it was stopped before start, while running, or not."""
+        fs = self.capabilities.get(Feature.CANCEL)
+        if not fs.supported:
+            raise UnsupportedFeature(self.backend, "cancel", fs.how, supporting_backends(Feature.CANCEL))
+        res = self.adapter.get(task_id)
+        if res.status is Status.UNKNOWN:
+            raise UnknownTaskId(f"no task with id {task_id!r} on {self.url.masked} (never submitted, or expired)")
+        if res.finished:
+            return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, res.status)
+        return self.adapter.cancel(task_id)
 
     # -- read --------------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskResult:

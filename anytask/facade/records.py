@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 import traceback as tb
 from dataclasses import dataclass, field
@@ -115,3 +116,24 @@ class Message:
     queue: str
     options: dict[str, Any] = field(default_factory=dict)
     enqueued_at: float = field(default_factory=time.time)
+
+
+class CancelOutcome(str, enum.Enum):
+    """What ``cancel()`` achieved."""
+
+    CANCELLED_BEFORE_START = "cancelled_before_start"  # it will never run
+    TERMINATED_WHILE_RUNNING = "terminated_while_running"  # it was stopped mid-run
+    NOT_INTERRUPTIBLE = "not_interruptible"  # it is running and the library cannot stop it: it will finish
+    ALREADY_FINISHED = "already_finished"  # nothing to cancel
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    id: str
+    outcome: CancelOutcome
+    status: Status  # the status right after the cancel request
+    note: str = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self.outcome in (CancelOutcome.CANCELLED_BEFORE_START, CancelOutcome.TERMINATED_WHILE_RUNNING)

@@ -17,12 +17,32 @@ R = TypeVar("R")
 DEFAULT_QUEUE = "default"
 
 
+_PERIODS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(rate: str) -> tuple[int, float]:
+    """``"10/s"``, ``"100/m"``, ``"1000/h"`` -> (count, period in seconds)."""
+    try:
+        count_s, period_s = str(rate).replace(" ", "").split("/")
+        count, period = int(count_s), _PERIODS[period_s.lower()]
+        if count <= 0:
+            raise ValueError
+    except (ValueError, KeyError):
+        raise ConfigurationError(f"rate_limit={rate!r} must look like '10/s', '100/m' or '1000/h' "
+                                 "(tasks started per period, per task name)") from None
+    return count, period
+
+
 @dataclass(frozen=True)
 class TaskOptions:
     """Options of a task; set at decoration and overridden per submit with ``Task.using()``.
 
     ``retries`` counts retries after the first attempt (``retries=2`` = at most 3 runs), on every
-    backend. ``timeout`` and ``retry_backoff`` are seconds. ``priority`` is 0..9, higher first.
+    backend. ``timeout``, ``retry_backoff``, ``delay`` and ``result_ttl`` are seconds. ``priority`` is
+    0..9, higher runs first (None: the backend's default, 0 lowest). ``rate_limit`` is ``"N/s"``,
+    ``"N/m"`` or ``"N/h"``: at most N starts per period for this task name. ``unique_key``: while a
+    task submitted with the same key is known (its record's lifetime), a submit returns the first
+    handle instead of enqueueing. ``result_ttl``: how long state and result are kept after the end.
     """
 
     queue: str = DEFAULT_QUEUE
@@ -51,6 +71,10 @@ class TaskOptions:
             raise ConfigurationError(f"priority={self.priority!r} must be an int from 0 (lowest) to 9 (highest)")
         if self.delay is not None and self.at is not None:
             raise ConfigurationError("give either delay= or at=, not both")
+        if self.rate_limit is not None:
+            parse_rate(self.rate_limit)
+        if self.unique_key is not None and (not isinstance(self.unique_key, str) or not self.unique_key):
+            raise ConfigurationError(f"unique_key={self.unique_key!r} must be a non-empty string")
 
 
 @dataclass(frozen=True)

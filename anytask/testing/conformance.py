@@ -6,18 +6,23 @@ Cases skip only through declared capabilities (:func:`needs`), never by backend 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import anytask
-from anytask import Feature, Status
+from datetime import datetime, timedelta, timezone
+
+from anytask import CancelOutcome, Feature, Status
 from anytask.facade.errors import (
     InvalidTask,
+    TaskCancelled,
     NotSerializable,
     ResultTimeout,
     TaskFailed,
@@ -27,6 +32,7 @@ from anytask.facade.errors import (
 
 from . import tasks
 from .plugin import BackendUnderTest
+from .workers import WorkerProcess
 
 
 RESULT_TIMEOUT = float(os.environ.get("ANYTASK_TEST_RESULT_TIMEOUT", "30"))
@@ -182,9 +188,16 @@ def test_unsupported_options_raise(anytask_backend: BackendUnderTest) -> None:
     refused = [f for f in _OPTION_FOR if not caps.supports(f)]
     if not caps.supports(Feature.ASYNC_TASKS):
         refused.append(Feature.ASYNC_TASKS)
+    if not caps.supports(Feature.CANCEL):
+        h = anytask_backend.client.submit(tasks.add, 1, 2)
+        with pytest.raises(UnsupportedFeature, match="cancel"):
+            h.cancel()
+        refused.append(Feature.CANCEL)
     if not refused:
         pytest.skip(f"{anytask_backend.case.id} declares every submit option supported")
     for feature in refused:
+        if feature is Feature.CANCEL:
+            continue
         t = tasks.async_add if feature is Feature.ASYNC_TASKS else tasks.add.using(**_OPTION_FOR[feature])
         with pytest.raises(UnsupportedFeature) as ei:
             anytask_backend.client.submit(t, 1, 2)
@@ -280,6 +293,140 @@ def test_progress_is_readable_while_running(anytask_backend: BackendUnderTest) -
     assert seen is not None and seen["total"] == 4 and seen["stage"] == "step"
     assert h.result(timeout=RESULT_TIMEOUT) == 4
     assert h.progress() == {"done": 4, "total": 4, "stage": "step"}
+
+
+# -- scheduling, priority, cancel, rate limit, unique keys, result TTL -------------------------
+
+
+def needs_own_worker(b: BackendUnderTest) -> None:
+    if not b.capabilities.needs_worker:
+        pytest.skip(f"{b.case.id} runs tasks in-process: no worker to hold back")
+
+
+@contextlib.contextmanager
+def side_queue(b: BackendUnderTest, name: str) -> Iterator[str]:
+    """A queue no running worker consumes, purged before and after."""
+    queue = f"{name}{uuid.uuid4().hex[:6]}"
+    b.client.adapter.purge([queue])
+    try:
+        yield queue
+    finally:
+        b.client.adapter.purge([queue])
+
+
+def test_delay_is_scheduled_then_runs(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.DELAY)
+    t0 = time.time()
+    h = anytask_backend.client.submit(tasks.record_time.using(delay=2), tmpfile(anytask_backend, "delay"), "d")
+    assert h.status() is Status.SCHEDULED
+    started = h.result(timeout=RESULT_TIMEOUT)
+    assert started - t0 >= 1.9, f"started {started - t0:.2f}s after submit, asked 2s"
+    at = datetime.now(timezone.utc) + timedelta(seconds=2)
+    t1 = time.time()
+    h2 = anytask_backend.client.submit(tasks.record_time.using(at=at), tmpfile(anytask_backend, "at"), "a")
+    assert h2.status() is Status.SCHEDULED
+    assert h2.result(timeout=RESULT_TIMEOUT) - t1 >= 1.9
+
+
+def test_priority_orders_waiting_tasks(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.PRIORITY)
+    needs_own_worker(anytask_backend)
+    path = tmpfile(anytask_backend, "prio")
+    with side_queue(anytask_backend, "prio") as q:
+        handles = [anytask_backend.client.submit(tasks.record.using(queue=q, priority=1), path, f"low{i}")
+                   for i in range(4)]
+        handles += [anytask_backend.client.submit(tasks.record.using(queue=q, priority=8), path, f"high{i}")
+                    for i in range(4)]
+        with WorkerProcess(anytask_backend.url, queues=(q,), concurrency=1):
+            for h in handles:
+                h.result(timeout=RESULT_TIMEOUT * 2)
+    order = lines(path)
+    assert sorted(order) == sorted([f"low{i}" for i in range(4)] + [f"high{i}" for i in range(4)])
+    assert all(t.startswith("high") for t in order[:4]), f"execution order {order}"
+
+
+def test_cancel_before_start_never_runs(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.CANCEL)
+    needs_own_worker(anytask_backend)
+    path = tmpfile(anytask_backend, "cancel")
+    with side_queue(anytask_backend, "cancel") as q:
+        h = anytask_backend.client.submit(tasks.record.using(queue=q), path, "cancelled")
+        res = h.cancel()
+        assert res.outcome is CancelOutcome.CANCELLED_BEFORE_START and res.cancelled
+        assert h.status() is Status.CANCELLED
+        with WorkerProcess(anytask_backend.url, queues=(q,), concurrency=1):
+            sentinel = anytask_backend.client.submit(tasks.record.using(queue=q), path, "sentinel")
+            assert sentinel.result(timeout=RESULT_TIMEOUT * 2) == "sentinel"
+            time.sleep(0.5)
+    assert lines(path) == ["sentinel"]
+    assert h.status() is Status.CANCELLED
+    with pytest.raises(TaskCancelled):
+        h.result(timeout=1)
+    assert h.cancel().outcome is CancelOutcome.ALREADY_FINISHED
+
+
+def test_cancel_while_running_says_what_happened(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.CANCEL)
+    path = tmpfile(anytask_backend, "cancel-running")
+    h = anytask_backend.client.submit(tasks.slow_record, path, 3.0)
+    wait_for_status(anytask_backend, h.id, Status.RUNNING)
+    res = h.cancel()
+    if res.outcome is CancelOutcome.TERMINATED_WHILE_RUNNING:
+        wait_for_status(anytask_backend, h.id, Status.CANCELLED, timeout=10)
+        with pytest.raises(TaskCancelled):
+            h.result(timeout=RESULT_TIMEOUT)
+        time.sleep(3.5)
+        assert lines(path) == ["start"], "a task reported terminated went on running"
+        assert h.status() is Status.CANCELLED
+    else:
+        assert res.outcome is CancelOutcome.NOT_INTERRUPTIBLE, res
+        assert h.result(timeout=RESULT_TIMEOUT) == "finished"
+        assert lines(path) == ["start", "end"]
+
+
+def test_rate_limit_is_observed(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.RATE_LIMIT)
+    n, per_second = 20, 5
+    path = tmpfile(anytask_backend, "rate")
+    limited = tasks.record_time.using(rate_limit=f"{per_second}/s")
+    handles = [anytask_backend.client.submit(limited, path, f"r{i}") for i in range(n)]
+    starts = sorted(h.result(timeout=RESULT_TIMEOUT * 2) for h in handles)
+    span = starts[-1] - starts[0]
+    observed = (n - 1) / span if span > 0 else float("inf")
+    # N per period: a sliding window gives <= N/s; fixed windows may burst to 2N across a boundary.
+    assert observed <= 2 * per_second, f"{observed:.1f} starts/s for a limit of {per_second}/s"
+    assert observed >= per_second / 4, f"only {observed:.2f} starts/s: the limiter is far too slow"
+
+
+def test_unique_key_returns_the_first_handle(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.UNIQUE)
+    key = f"k-{uuid.uuid4().hex}"
+    path = tmpfile(anytask_backend, "unique")
+    t = tasks.record.using(unique_key=key)
+    with ThreadPoolExecutor(8) as pool:
+        handles = list(pool.map(lambda i: anytask_backend.client.submit(t, path, f"u{i}"), range(10)))
+    assert len({h.id for h in handles}) == 1
+    first = handles[0].result(timeout=RESULT_TIMEOUT)
+    again = anytask_backend.client.submit(t, path, "later")
+    assert again.id == handles[0].id and again.result(timeout=RESULT_TIMEOUT) == first
+    other = anytask_backend.client.submit(tasks.record.using(unique_key=key + "-other"), path, "other")
+    assert other.id != handles[0].id and other.result(timeout=RESULT_TIMEOUT) == "other"
+    time.sleep(0.5)
+    assert sorted(lines(path)) == sorted([first, "other"])
+
+
+def test_result_ttl_expires_the_record(anytask_backend: BackendUnderTest) -> None:
+    needs(anytask_backend, Feature.RESULT_TTL)
+    h = anytask_backend.client.submit(tasks.add.using(result_ttl=2), 1, 1)
+    assert h.result(timeout=RESULT_TIMEOUT) == 2
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and h.status() is not Status.UNKNOWN:
+        time.sleep(0.25)
+    assert h.status() is Status.UNKNOWN, "the record outlived its result_ttl"
+    keep = anytask_backend.client.submit(tasks.add.using(result_ttl=60), 2, 2)
+    assert keep.result(timeout=RESULT_TIMEOUT) == 4
+    time.sleep(2.5)
+    assert keep.status() is Status.SUCCEEDED
 
 
 __all__ = [name for name in list(globals()) if name.startswith("test_")]

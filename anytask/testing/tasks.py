@@ -89,3 +89,20 @@ def with_progress(steps: int, pause: float) -> int:
         progress(i + 1, steps, stage="step")
         time.sleep(pause)
     return steps
+
+
+@task
+def record_time(path: str, token: str) -> float:
+    """Append ``token`` and the start time: the suite checks rates and orders."""
+    now = time.time()
+    _append(path, f"{token} {now:.6f}")
+    return now
+
+
+@task
+def slow_record(path: str, seconds: float) -> str:
+    """Append 'start', sleep, append 'end': the suite sees whether a cancelled task ran on."""
+    _append(path, "start")
+    time.sleep(seconds)
+    _append(path, "end")
+    return "finished"
