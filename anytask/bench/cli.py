@@ -17,8 +17,13 @@ def _csv(value: str | None) -> list[str]:
 
 
 def cmd_bench_run(args: argparse.Namespace) -> int:
+    import logging
+
     from . import orchestrate, scenarios, targets
     from .results import Record
+
+    if "ANYTASK_LOG" not in os.environ:  # pika/kombu INFO lines would tear up the progress display
+        logging.getLogger().setLevel(logging.WARNING)
 
     profile = scenarios.PROFILES[args.profile]
     out_dir = os.path.abspath(args.out)

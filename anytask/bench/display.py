@@ -59,37 +59,61 @@ def _f(x: Any, fmt: str = "{:.0f}") -> str:
     return fmt.format(x)
 
 
-def summary_table(rows: list[dict[str, Any]]) -> Any:
+def _ratio(r: dict[str, Any], key: str) -> str:
+    v = r.get(key)
+    return f"{v:.2f}" if v else "-"
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    t = Table(title="anytask bench: medians (min-max over repeats)", show_lines=False)
-    for col in ("scenario", "backend", "config", "mode", "slots/pool", "done/lost/dup", "enq/s", "drain/s",
-                "ms/task", "ideal s", "eff", "p50 ms", "p99 ms", "enq→start p50", "end→seen p50",
-                "facade/native", "of floor", "flags"):
-        t.add_column(col, overflow="fold")
+    t = Table(title="throughput (tasks/s, medians; min-max over repeats)", title_justify="left")
+    for col in ("scenario", "backend", "cfg", "mode", "slots", "ok/lost/dup", "enqueue/s", "drain/s", "ms/task",
+                "ideal s", "eff", "cpu s/1k", "rss MB", "fac/nat", "of floor", "flags"):
+        t.add_column(col, no_wrap=col not in ("flags",))
     for r in rows:
+        if r.get("latency_ms"):
+            continue
         tput = r.get("throughput") or {}
-        lat = r.get("latency_ms") or {}
-        ratio = r.get("facade_vs_native_throughput") or r.get("facade_vs_native_latency_p50")
-        floor = r.get("of_floor_throughput") or r.get("of_floor_latency")
-        t.add_row(r["scenario"] + (f" x{r['workers']}" if r["scenario"] == "scale" else ""), r["backend"],
-                  r["config"], r["mode"], f"{r['slots']} {r['pool'][:24]}",
-                  f"{r['completed']}/{r['lost']}/{r['duplicated']}",
-                  _f(r.get("enqueue_rate")), _f(tput),
-                  _f(1000 / tput["median"], "{:.2f}") if tput.get("median") else "-",
+        name = r["scenario"] + (f" x{r['workers']}" if r["scenario"] == "scale" else "")
+        t.add_row(name, r["backend"], r["config"][:3], r["mode"][:3], str(r["slots"]),
+                  f"{r['completed']}/{r['lost']}/{r['duplicated']}", _f(r.get("enqueue_rate")), _f(tput),
+                  f"{1000 / tput['median']:.2f}" if tput.get("median") else "-",
                   _f(r.get("ideal_s"), "{:.2f}"), _f(r.get("efficiency"), "{:.2f}"),
-                  _f(lat.get("p50"), "{:.2f}"), _f(lat.get("p99"), "{:.2f}"),
+                  _f(r.get("cpu_s_per_1k"), "{:.2f}"), _f(r.get("rss_mb")),
+                  _ratio(r, "facade_vs_native_throughput"), _ratio(r, "of_floor_throughput"), " ".join(r["flags"]))
+    return t
+
+
+def latency_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="latency (ms, medians over repeats): enqueue -> result seen, and its two parts",
+              title_justify="left")
+    for col in ("scenario", "backend", "cfg", "mode", "ok/lost/dup", "p50", "p95", "p99", "max",
+                "enq->start p50", "end->seen p50", "fac/nat p50", "floor/p50", "flags"):
+        t.add_column(col, no_wrap=col != "flags")
+    for r in rows:
+        lat = r.get("latency_ms")
+        if not lat:
+            continue
+        med = {k: (lat.get(k) or {}).get("median") for k in ("p50", "p95", "p99", "max")}
+        t.add_row(r["scenario"], r["backend"], r["config"][:3], r["mode"][:3],
+                  f"{r['completed']}/{r['lost']}/{r['duplicated']}",
+                  *[_f(med[k], "{:.2f}") for k in ("p50", "p95", "p99", "max")],
                   _f((lat.get("enqueue_to_start") or {}).get("p50"), "{:.2f}"),
                   _f((lat.get("end_to_result") or {}).get("p50"), "{:.2f}"),
-                  _f(ratio, "{:.2f}"), _f(floor, "{:.2f}"), " ".join(r["flags"]))
+                  _ratio(r, "facade_vs_native_latency_p50"), _ratio(r, "of_floor_latency"), " ".join(r["flags"]))
     return t
 
 
 def print_summary(run_doc: dict[str, Any], errors: list[Record]) -> None:
     from rich.console import Console
 
-    c = Console(width=max(Console().width, 200))
-    c.print(summary_table(run_doc.get("summary", [])))
+    c = Console(width=max(Console().width, 190))
+    rows = run_doc.get("summary", [])
+    c.print(throughput_table(rows))
+    c.print(latency_table(rows))
     for name, ceil in (run_doc.get("ceilings") or {}).items():
         c.print(f"ceiling {name}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                                 for k, v in ceil.items()))

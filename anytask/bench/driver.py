@@ -17,7 +17,7 @@ from . import stamps
 from .procs import Proc
 from .targets import Isolation, Target
 
-READY_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_READY_TIMEOUT", "60"))
+READY_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_READY_TIMEOUT", "30"))
 
 
 class NotReady(RuntimeError):

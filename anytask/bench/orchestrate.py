@@ -111,6 +111,7 @@ class RunState:
         self.cpu_rounds = 1
         self.instrumentation_s: float | None = None
         self.capacity: dict[tuple[str, str, str, int], float] = {}
+        self.sessions = 0
 
     def tag(self) -> str:
         self.tag_n += 1
@@ -126,6 +127,11 @@ def run(opts: Options, display: Display | None = None) -> Run:
     display = display or QuietDisplay()
     st = RunState(opts, display)
     os.makedirs(st.work, exist_ok=True)
+    uses_redis = any(t.uses_redis() for t in opts.targets)
+    if uses_redis:
+        from .targets import claim_redis_db
+
+        st.iso = replace(st.iso, redis_db=claim_redis_db(st.iso))
     st.run.environment = environment.capture([t.id for t in opts.targets], st.iso)
     st.instrumentation_s = stamps.instrumentation_cost(os.path.join(st.work, "cost"))
     if any(s.task == "cpu" for s in opts.scenarios):
@@ -149,6 +155,10 @@ def run(opts: Options, display: Display | None = None) -> Run:
             st.run.ceilings = ceilings.measure(opts.targets, st.iso, quick=opts.profile == "quick")
             st.save()
         for rep, target, cfg, mode in order:
+            if uses_redis:
+                from .targets import refresh_redis_db
+
+                refresh_redis_db(st.iso)
             session(st, rep, target, cfg, mode)
             st.save()
     except KeyboardInterrupt:
@@ -157,6 +167,21 @@ def run(opts: Options, display: Display | None = None) -> Run:
     finally:
         from . import summary
 
+        if any(t.transport == "amqp" for t in opts.targets):
+            try:
+                from .cleanup import delete_amqp
+
+                st.run.meta["amqp_cleanup"] = delete_amqp(st.iso.amqp_url, st.run_id)
+            except Exception as exc:  # noqa: BLE001
+                st.run.meta["amqp_cleanup"] = {"error": repr(exc)}
+        if uses_redis:
+            from .targets import release_redis_db
+
+            try:
+                release_redis_db(st.iso)
+            except Exception:  # noqa: BLE001 - the lock expires by itself
+                pass
+        st.run.meta["redis_db"] = st.iso.redis_db if uses_redis else None
         st.run.meta["finished"] = time.time()
         st.run.meta["summary"] = summary.aggregate(st.run.results, st.run.ceilings)
         st.save()
@@ -185,7 +210,11 @@ def session(st: RunState, rep: int, target: Target, cfg: str, mode: str) -> None
     sdir = os.path.join(st.work, "stamps", f"{target.id.replace('+', '-')}-{cfg}-{mode}-r{rep}")
     logs = os.path.join(st.work, "logs")
     os.makedirs(logs, exist_ok=True)
-    setup = Setup(target, cfg, opts.slots, st.iso, sdir, logs)
+    st.sessions += 1
+    # Every session has its own queue names and AMQP prefix (bench_<run>s<k>): a queue declared by one
+    # library with its arguments can never meet another library's declaration of the same name.
+    iso = replace(st.iso, run_id=f"{st.run_id}s{st.sessions}")
+    setup = Setup(target, cfg, opts.slots, iso, sdir, logs)
     try:
         driver = make_driver(mode, setup)
     except Unsupported as exc:

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 REDIS = os.environ.get("ANYTASK_BENCH_REDIS", "127.0.0.1:6379")
 AMQP = os.environ.get("ANYTASK_BENCH_AMQP", "guest:guest@127.0.0.1:5672")
 REDIS_DB = int(os.environ.get("ANYTASK_BENCH_REDIS_DB", "15"))
+# Databases a run may claim (the test suite uses 0-8). Each run takes one that no other live run
+# holds, so flushing it before and after each session can never touch another run's keys.
+REDIS_DBS = tuple(int(x) for x in os.environ.get("ANYTASK_BENCH_REDIS_DBS", "15,14,13,12,11,10,9").split(","))
+LOCK_DB = int(os.environ.get("ANYTASK_BENCH_LOCK_DB", "0"))
+LOCK_TTL = 900
 
 ALL = ("memory", "huey+sqlite", "huey+redis", "rq+redis", "celery+redis", "celery+amqp",
        "dramatiq+redis", "dramatiq+amqp", "taskiq+redis", "taskiq+amqp")
@@ -119,3 +124,41 @@ def default_targets(iso: Isolation) -> tuple[list[Target], bool]:
     if not live:
         return [Target(t) for t in FALLBACK], True
     return [Target("memory"), Target("huey+sqlite"), *live], False
+
+
+def _lock_client(iso: Isolation):  # type: ignore[no-untyped-def]
+    import redis
+
+    return redis.Redis.from_url(f"redis://{iso.redis}/{LOCK_DB}", socket_connect_timeout=2, socket_timeout=5)
+
+
+def claim_redis_db(iso: Isolation) -> int:
+    """Claim a bench database for this run (a lock key with a TTL in ``LOCK_DB``); raise if none is free."""
+    r = _lock_client(iso)
+    try:
+        for db in REDIS_DBS:
+            if r.set(f"anytask:bench:lock:{db}", iso.run_id, nx=True, ex=LOCK_TTL):
+                return db
+        holders = {db: r.get(f"anytask:bench:lock:{db}") for db in REDIS_DBS}
+    finally:
+        r.close()
+    raise RuntimeError(f"every bench Redis database is held by another running benchmark: {holders}; "
+                       "wait for it or set ANYTASK_BENCH_REDIS_DBS")
+
+
+def refresh_redis_db(iso: Isolation) -> None:
+    r = _lock_client(iso)
+    try:
+        r.set(f"anytask:bench:lock:{iso.redis_db}", iso.run_id, ex=LOCK_TTL)
+    finally:
+        r.close()
+
+
+def release_redis_db(iso: Isolation) -> None:
+    r = _lock_client(iso)
+    try:
+        key = f"anytask:bench:lock:{iso.redis_db}"
+        if (r.get(key) or b"").decode() == iso.run_id:
+            r.delete(key)
+    finally:
+        r.close()

@@ -3,7 +3,8 @@
 
 Configured as anytask's Huey adapter configures it: one Huey instance named after the queue,
 ``results=True, store_none=True, utc=True``; consumer with ``-w SLOTS -k process``; ``tuned``
-adds ``-d 0.05 -m 1.0`` (faster polling of SQLite), as the adapter's tuned preset. Natively Huey
+adds ``-d 0.05 -m 1.0`` (faster polling of SQLite), as the adapter's tuned preset, and on Redis
+``notify_result=True`` (results are pushed to a waiting BLPOP instead of polled). Natively Huey
 keeps its own pickle serializer; RedisExpireHuey for Redis (the adapter's class).
 """
 
@@ -22,8 +23,10 @@ def build(s: dict[str, str]) -> tuple[Any, dict[str, Any]]:
     if s["url"].startswith("sqlite://"):
         huey = SqliteHuey(s["queue"], filename=urlsplit(s["url"]).path, results=True, store_none=True, utc=True)
     else:
+        # tuned: notify_result=True makes Result.get(blocking=True) wait on a Redis BLPOP instead of
+        # polling with a backoff (huey 3's RedisStorage option).
         huey = RedisExpireHuey(s["queue"], url=s["url"], results=True, store_none=True, utc=True,
-                               expire_time=7 * 24 * 3600)
+                               expire_time=7 * 24 * 3600, notify_result=s["config"] == "tuned")
 
     @huey.task(name="bench.ping")
     def ping() -> str:
@@ -68,6 +71,7 @@ class NativeDriver(NativeBase):
     def describe(self) -> dict[str, Any]:
         return {"mode": "native", "pool": f"process x{self.setup.slots}", "processes": self.setup.slots,
                 "threads": 1, "knobs": {"consumer": CONSUMER[self.config], "results": True, "store_none": True,
+                                        "notify_result": self.config == "tuned" and self.broker_url.startswith("redis"),
                                         "serializer": "pickle (Huey's default)"},
                 "command": " ".join(self.worker_command(self.setup.slots))}
 
