@@ -97,7 +97,7 @@ def test_session_order_is_random_per_repeat_and_complete() -> None:
     targets = [Target(t) for t in ("memory", "huey+sqlite", "rq+redis", "celery+redis", "taskiq+redis")]
     a = session_order(targets, ("defaults", "tuned"), ("native", "facade"), 3, seed=1)
     b = session_order(targets, ("defaults", "tuned"), ("native", "facade"), 3, seed=2)
-    assert len(a) == 3 * 5 * 2 * 2 and len(set((r, t.id, c, m) for r, t, c, m in a)) == len(a)
+    assert len(a) == 3 * 5 * 2 * 2 and len({(r, t.id, c, m) for r, t, c, m in a}) == len(a)
 
     def backends(order: list[Any], rep: int) -> list[str]:
         out: list[str] = []

@@ -107,7 +107,7 @@ def docker_up(client: Any, svc: Service, port: int) -> dict[str, Any]:
     try:
         old = client.containers.get(spec["name"])
         old.remove(force=True)
-    except Exception:  # noqa: BLE001 - docker.errors.NotFound
+    except Exception:  # noqa: BLE001, S110 - docker.errors.NotFound
         pass
     c = client.containers.run(**spec)
     return {"via": "docker", "container": spec["name"], "id": getattr(c, "id", None), "port": port}
@@ -116,7 +116,7 @@ def docker_up(client: Any, svc: Service, port: int) -> dict[str, Any]:
 def docker_down(client: Any, entry: dict[str, Any]) -> None:
     try:
         client.containers.get(entry["container"]).remove(force=True)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110
         pass
 
 
@@ -183,9 +183,9 @@ def local_up(svc: Service, port: int) -> dict[str, Any]:
             fh.write(f"listeners.tcp.local = 127.0.0.1:{port}\n")
         _give_to_rabbitmq_user(workdir)
         cmd = ["rabbitmq-server"]
-    log = open(os.path.join(workdir, "stdout.log"), "ab")
-    p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+    with open(os.path.join(workdir, "stdout.log"), "ab") as log:
+        p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
     return {"via": "local", "pid": p.pid, "pgid": p.pid, "port": port, "workdir": workdir,
             "remove_workdir": not workdir.startswith(STATE_DIR),
             "node": env.get("RABBITMQ_NODENAME")}

@@ -186,7 +186,7 @@ class FacadeDriver(Driver):
     def purge(self) -> None:
         try:
             self.client.adapter.purge([self.setup.iso.queue])
-        except Exception:  # noqa: BLE001 - best effort; the Redis db is flushed as well
+        except Exception:  # noqa: BLE001, S110 - best effort; the Redis db is flushed as well
             pass
 
     def close(self) -> None:

@@ -179,7 +179,7 @@ def run(opts: Options, display: Display | None = None) -> Run:
 
             try:
                 release_redis_db(st.iso)
-            except Exception:  # noqa: BLE001 - the lock expires by itself
+            except Exception:  # noqa: BLE001, S110 - the lock expires by itself
                 pass
         st.run.meta["redis_db"] = st.iso.redis_db if uses_redis else None
         st.run.meta["finished"] = time.time()
@@ -226,6 +226,10 @@ def session(st: RunState, rep: int, target: Target, cfg: str, mode: str) -> None
     st.run.configs[key] = driver.describe()
     regular = tuple(s for s in opts.scenarios if s.kind != "scale")
     scale = tuple(s for s in opts.scenarios if s.kind == "scale")
+    if scale and not driver.worker_command(1):  # in-process backend: no worker processes to scale
+        _error_records(st, rep, target, cfg, mode, "runs in the producer process: there are no worker processes "
+                       "to scale", scale, "not-applicable")
+        scale = ()
     done: set[str] = set()
     try:
         _isolate(st, target, driver)

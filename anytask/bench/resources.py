@@ -124,6 +124,6 @@ def default_groups(worker_pids: Callable[[], list[int]]) -> dict[str, Callable[[
     try:
         for name, pid in broker_pids().items():
             groups[name] = (lambda p=pid: [p])
-    except Exception:  # noqa: BLE001 - brokers in containers are not visible
+    except Exception:  # noqa: BLE001, S110 - brokers in containers are not visible
         pass
     return groups

@@ -75,10 +75,11 @@ def parse(data: dict, profile: str, source: str = "") -> list[Scenario]:
     sized = data.get(profile)
     if not isinstance(sized, dict) or "n" not in sized:
         raise ValueError(f"{source}: no [{profile}] table with n")
-    common = dict(name=name, kind=kind, task=task, n=int(sized["n"]), description=data.get("description", ""),
-                  work_ms=float(data.get("work_ms", 0)), gap_ms=float(sized.get("gap_ms", data.get("gap_ms", 0))),
-                  load=float(data.get("load", 0.5)), fallback_rate=float(data.get("fallback_rate", 50)),
-                  workers=tuple(int(w) for w in sized.get("workers", data.get("workers", ()))))
+    common = {"name": name, "kind": kind, "task": task, "n": int(sized["n"]),
+              "description": data.get("description", ""), "work_ms": float(data.get("work_ms", 0)),
+              "gap_ms": float(sized.get("gap_ms", data.get("gap_ms", 0))), "load": float(data.get("load", 0.5)),
+              "fallback_rate": float(data.get("fallback_rate", 50)),
+              "workers": tuple(int(w) for w in sized.get("workers", data.get("workers", ())))}
     sizes = data.get("sizes")
     if task == "payload":
         if not sizes:

@@ -62,12 +62,12 @@ def delete_amqp_queues(amqp_url: str, names: list[str]) -> None:
                 ch = conn.channel()
                 try:
                     ch.queue_delete(name)
-                except Exception:  # noqa: BLE001 - absent queue closes the channel
+                except Exception:  # noqa: BLE001, S110 - absent queue closes the channel
                     pass
                 finally:
                     if ch.is_open:
                         ch.close()
         finally:
             conn.close()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110
         pass

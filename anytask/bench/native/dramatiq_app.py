@@ -8,7 +8,6 @@ Configured as anytask's Dramatiq adapter configures it: the broker's default mid
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dramatiq
@@ -113,7 +112,7 @@ class NativeDriver(NativeBase):
     def purge(self) -> None:
         try:
             self.broker.flush_all()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass
 
     def close(self) -> None:
@@ -121,5 +120,5 @@ class NativeDriver(NativeBase):
             delete_amqp_queues(self.broker_url, [self.queue, f"{self.queue}.DQ", f"{self.queue}.XQ"])
         try:
             self.broker.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass

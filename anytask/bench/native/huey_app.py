@@ -96,11 +96,11 @@ class NativeDriver(NativeBase):
     def purge(self) -> None:
         try:
             self.huey.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass
 
     def close(self) -> None:
         try:
             self.huey.storage.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass

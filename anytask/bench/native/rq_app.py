@@ -81,7 +81,7 @@ class NativeDriver(NativeBase):
     def purge(self) -> None:
         try:
             self.q.empty()
-        except Exception:  # noqa: BLE001 - the bench database is flushed as well
+        except Exception:  # noqa: BLE001, S110 - the bench database is flushed as well
             pass
 
     def close(self) -> None:

@@ -111,7 +111,7 @@ class NativeDriver(NativeBase):
     def close(self) -> None:
         try:
             self.call(self.broker.shutdown(), 10)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
