@@ -190,3 +190,43 @@ def test_stamping_is_off_outside_a_run(tmp_path: Any, monkeypatch: Any) -> None:
 
     work.noop("x")  # no directory configured: nothing written, no error
     assert not os.listdir(tmp_path)
+
+
+def test_a_time_capped_drain_counts_unfinished_not_lost(tmp_path: Any) -> None:
+    s = setup_for(str(tmp_path), "memory")
+    d = FacadeDriver(s)
+    try:
+        sc = dataclasses.replace(small(["throughput-io"], 120)[0], max_drain_s=0.1)
+        out = runner.measure_throughput(d, StampReader(s.stamps_dir), sc, 120, "tagC", 2)
+        fields = runner.summarize(out, sc, 2)
+    finally:
+        d.close()
+    assert "time-capped:0.1s" in fields["flags"] and not [f for f in fields["flags"] if f.startswith("lost")]
+    assert fields["lost"] == 0 and fields["unfinished"] > 0
+    assert fields["completed"] + fields["unfinished"] == 120
+    assert fields["throughput"] == pytest.approx(fields["completed"] / fields["drain_s"])
+
+
+def test_cli_bench_run_on_memory_writes_run_json_and_prints_the_tables(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli"
+    res = subprocess.run([sys.executable, "-m", "anytask", "bench", "run", "--backends", "memory", "--n", "30",
+                          "--scenarios", "throughput-noop,latency-sporadic", "--no-ceilings", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "throughput (tasks/s" in res.stdout and "latency (ms" in res.stdout
+    doc = json.loads((out / "run.json").read_text())
+    assert results.validate(doc) == [] and doc["profile"] == "quick"
+
+
+def test_the_worker_command_needs_no_bench_dependency() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, anytask.cli as c; c.build_parser(); import anytask.bench.tasks; "
+            "bad = [m for m in ('rich', 'psutil', 'matplotlib', 'docker') if m in sys.modules]; "
+            "assert not bad, bad")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr

@@ -120,6 +120,18 @@ def python() -> str:
     return sys.executable
 
 
+# What each adapter builds for ``--concurrency n`` (read from anytask/adapters/*.py; the adapter's own
+# command line for the configuration is recorded beside it in run.json).
+FACADE_POOLS = {
+    "memory": "threads x{n} in the producer process",
+    "huey": "huey consumer, process workers x{n}",
+    "rq": "rq worker-pool x{n} (Worker: fork per job / tuned SimpleWorker)",
+    "celery": "prefork x{n}",
+    "dramatiq": "1 process x {n} threads",
+    "taskiq": "1 process, {n} async slots + {n} sync threads",
+}
+
+
 class FacadeDriver(Driver):
     """anytask's own API: ``Client.submit`` / ``Client.result`` and ``anytask worker``."""
 
@@ -141,22 +153,33 @@ class FacadeDriver(Driver):
             stamps.configure(setup.stamps_dir)
 
     def describe(self) -> dict[str, Any]:
-        adapter = self.client.adapter
-        info: dict[str, Any] = {"mode": "facade", "url": self.client.url.masked, "slots": self.setup.slots}
-        describe = getattr(adapter, "describe_worker", None)
-        if callable(describe):
-            from anytask import WorkerOptions
+        """The declared setup: the pool the adapter builds for --concurrency, and the adapter's own
+        worker command/settings for this configuration, read from the adapter itself."""
+        from anytask import WorkerOptions
 
+        adapter = self.client.adapter
+        slots = self.setup.slots
+        lib = self.setup.target.library
+        info: dict[str, Any] = {"mode": "facade", "url": self.client.url.masked, "slots": slots,
+                                "pool": FACADE_POOLS.get(lib, "as the adapter maps --concurrency").format(n=slots)}
+        opts = WorkerOptions(concurrency=slots, queues=(self.setup.iso.queue,), config=self.setup.config)
+        for method in ("describe_worker", "worker_argv", "worker_command", "consumer_config"):
+            fn = getattr(adapter, method, None)
+            if not callable(fn):
+                continue
             try:
-                info.update(describe(WorkerOptions(concurrency=self.setup.slots, queues=(self.setup.iso.queue,),
-                                                   config=self.setup.config)))
+                value = fn([], opts) if method == "worker_command" and lib == "dramatiq" else fn(opts)
             except Exception as exc:  # noqa: BLE001 - description only
-                info["describe_error"] = repr(exc)
-        if self.in_process:
-            info.setdefault("pool", f"threads in the producer process ({self.setup.slots})")
-        else:
-            info["command"] = " ".join(self.worker_command(self.setup.slots) or [])
-            info.setdefault("pool", "as the adapter maps --concurrency (see docs/adapters)")
+                info[f"{method}_error"] = repr(exc)
+                continue
+            if hasattr(value, "_asdict"):  # huey's ConsumerConfig (a namedtuple)
+                value = {k: v for k, v in value._asdict().items() if v is not None}
+            elif isinstance(value, tuple):  # dramatiq: (argv, env)
+                argv, env = value
+                value = {"argv": argv, "env": {k: v for k, v in env.items() if k.startswith("dramatiq_")}}
+            info["knobs" if method != "describe_worker" else "adapter"] = value
+        if not self.in_process:
+            info["command"] = " ".join(self.worker_command(slots) or [])
         return info
 
     def producer_twin(self) -> Driver:

@@ -31,6 +31,7 @@ class Record:
     completed: int = 0
     lost: int = 0
     duplicated: int = 0
+    unfinished: int = 0  # time-capped drains: tasks dropped unrun when the cap was reached
     throughput: float | None = None  # tasks/s drained (first start -> last end)
     enqueue_rate: float | None = None  # tasks/s enqueued by the producer
     overhead_ms: float | None = None  # 1000 / throughput

@@ -50,6 +50,7 @@ class Outcome:
     flags: list[str] = field(default_factory=list)
     resources: dict[str, Any] | None = None
     arrival_rate: float | None = None
+    capped: bool = False  # the drain was cut at the scenario's max_drain_s
     clock_start: float | None = None  # when the first measured task was enqueued
     ready_at: float | None = None  # when every slot was known to be consuming (gates started)
 
@@ -77,11 +78,16 @@ def merge(bids: list[str], worker: dict[str, TaskStamps], producer: dict[str, Ta
     return out
 
 
-def wait_ends(reader: StampReader, bids: list[str], progress: Progress, stall: float = STALL_TIMEOUT) -> bool:
-    """Poll the stamp files until every bid has an end stamp; False if nothing moved for ``stall`` s."""
+def wait_ends(reader: StampReader, bids: list[str], progress: Progress, stall: float = STALL_TIMEOUT,
+              cap: float = 0.0) -> bool:
+    """Poll the stamp files until every bid has an end stamp; False if nothing moved for ``stall`` s
+    or, with ``cap``, after ``cap`` seconds."""
     pending = set(bids)
     last_move = time.monotonic()
+    deadline = last_move + cap if cap else None
     while pending:
+        if deadline is not None and time.monotonic() > deadline:
+            return False
         reader.poll()
         done_now = {b for b in pending if (r := reader.stamps.get(b)) is not None and r.ends}
         if done_now:
@@ -93,6 +99,19 @@ def wait_ends(reader: StampReader, bids: list[str], progress: Progress, stall: f
         if pending:
             time.sleep(POLL)
     return True
+
+
+def quiesce(reader: StampReader, quiet: float = 1.0, limit: float = 20.0) -> None:
+    """Wait until no new stamp has been written for ``quiet`` seconds."""
+    deadline = time.monotonic() + limit
+    last = reader.poll(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = reader.poll()
+        if now != last[0]:
+            last = now, time.monotonic()
+        elif time.monotonic() - last[1] >= quiet:
+            return
 
 
 def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str, slots: int,
@@ -126,13 +145,24 @@ def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, 
     sample = sampler() if sampler else None
     with open(release, "w"):
         pass
-    complete = wait_ends(reader, bids, progress)
+    t_release = time.monotonic()
+    complete = wait_ends(reader, bids, progress, cap=scenario.max_drain_s)
     resources = sample.stop() if sample else None
-    if not complete:
+    capped = not complete and bool(scenario.max_drain_s) and time.monotonic() - t_release >= scenario.max_drain_s
+    reader.poll()
+    stamps = merge(bids, reader.stamps, prod)  # the measurement: what ended before the drain was over
+    if capped:
+        # Drop the rest of the backlog and let prefetched tasks finish, so the next scenario starts
+        # on an idle worker; what did not finish is reported as unfinished, not lost.
+        flags.append(f"time-capped:{scenario.max_drain_s:g}s")
+        driver.purge()
+        quiesce(reader)
+    elif not complete:
         flags.append("stalled")
     wait_ends(reader, gates, _no_progress, stall=2.0)
     # Outside the measured window: read a sample of results back through the library's own API.
-    check = random.Random(tag).sample(range(n), min(n, 20))
+    done = [i for i, b in enumerate(bids) if stamps[b].ends] if capped else list(range(n))
+    check = random.Random(tag).sample(done, min(len(done), 20))
     missing = 0
     for i in check:
         try:
@@ -140,14 +170,12 @@ def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, 
         except Exception:  # noqa: BLE001
             ok = False
         if ok:
-            prod[bids[i]].seen = clock()
+            stamps[bids[i]].seen = clock()
         else:
             missing += 1
     if missing:
         flags.append(f"results-missing:{missing}/{len(check)}")
-    reader.poll()
-    stamps = merge(bids, reader.stamps, prod)
-    return Outcome(bids, stamps, enqueue_s, flags, resources, clock_start=t0, ready_at=ready_at)
+    return Outcome(bids, stamps, enqueue_s, flags, resources, capped=capped, clock_start=t0, ready_at=ready_at)
 
 
 def measure_sporadic(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str,
@@ -227,6 +255,9 @@ def summarize(outcome: Outcome, scenario: Scenario, slots: int,
     c = metrics.completeness(outcome.bids, s)
     fields: dict[str, Any] = {"n": len(outcome.bids), "completed": c.completed, "lost": c.lost,
                               "duplicated": c.duplicated, "slots": slots}
+    if outcome.capped:  # cut on purpose: the tasks without an end stamp were dropped, not lost
+        fields.update(lost=0, unfinished=c.lost)
+        c = metrics.Completeness(c.n, c.completed, 0, c.duplicated, c.foreign)
     eff = None
     instr = None
     if scenario.kind in ("throughput", "scale"):

@@ -31,6 +31,7 @@ class Scenario:
     load: float = 0.5  # latency-steady: arrival rate as a fraction of measured noop capacity
     fallback_rate: float = 50.0  # latency-steady: tasks/s when no throughput-noop figure exists
     workers: tuple[int, ...] = ()  # scale: worker process counts
+    max_drain_s: float = 0.0  # throughput: stop waiting after this long (0: no cap); flagged time-capped
 
     @property
     def declared_work(self) -> bool:
@@ -79,7 +80,8 @@ def parse(data: dict, profile: str, source: str = "") -> list[Scenario]:
               "description": data.get("description", ""), "work_ms": float(data.get("work_ms", 0)),
               "gap_ms": float(sized.get("gap_ms", data.get("gap_ms", 0))), "load": float(data.get("load", 0.5)),
               "fallback_rate": float(data.get("fallback_rate", 50)),
-              "workers": tuple(int(w) for w in sized.get("workers", data.get("workers", ())))}
+              "workers": tuple(int(w) for w in sized.get("workers", data.get("workers", ()))),
+              "max_drain_s": float(sized.get("max_drain_s", data.get("max_drain_s", 0)))}
     sizes = data.get("sizes")
     if task == "payload":
         if not sizes:
