@@ -1,0 +1,303 @@
+"""The report's content as a small document model, rendered by markdown.py and html.py.
+
+Keeping content and rendering apart means both formats say exactly the same thing, and every string
+that comes from data is escaped in one place per format (the renderers), never here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import charts as CH
+from . import claims as C
+from .data import RunData
+from .verdicts import Verdict, counts, rankings, surprises
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Strong:
+    text: str
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Verd:
+    """A verdict word (coloured in HTML)."""
+
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An anchor target placed before inline content."""
+
+    name: str
+
+
+Inline = str | Link | Strong | Code | Verd | Anchor
+Text = list[Inline]
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Para:
+    parts: Text
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[Text]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[Any]]  # cells are Text
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    path: str  # relative to the report directory
+    alt: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Pre:
+    text: str
+
+
+@dataclass(frozen=True)
+class Details:
+    summary: str
+    blocks: list[Any]
+
+
+Block = Heading | Para | Bullets | Table | Image | Pre | Details
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+KIND_TITLES = {
+    "throughput": "Throughput table (S2, tasks/second)",
+    "latency": "Latency table (S2)",
+    "resource": "Resource usage table (S2)",
+    "feature": "Feature tables (S2: Core Functionality, Advanced Features, Developer Experience)",
+    "side": "Side claims (S2 library profiles, S3 use cases and rankings)",
+}
+
+
+TOP = 6  # entries per workload in the summary's ranking
+
+
+def anchor(claim_id: str) -> str:
+    return "claim-" + "".join(ch if ch.isalnum() else "-" for ch in claim_id)
+
+
+def _utc(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "?"
+    return datetime.datetime.fromtimestamp(float(ts), tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def docs_dir_href(directory: str) -> str:
+    """The repository's docs/ folder, relative to the report directory (results/reference -> ../../docs)."""
+    repo_docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs")
+    return os.path.relpath(repo_docs, os.path.abspath(directory)).replace(os.sep, "/")
+
+
+def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths: dict[str, str],
+          docs_href: str | None = None) -> Document:
+    doc = Document("anytask comparison report: the survey's claims against measurements")
+    b = doc.blocks
+    run = data.run
+    docs = docs_href if docs_href is not None else docs_dir_href(data.directory)
+    meth = f"{docs}/methodology.md"
+    howto = f"{docs}/report.md"
+    survey = claims.survey
+
+    # ------------------------------------------------------------------ one-screen summary
+    b.append(Heading(2, "Summary", "summary"))
+    cnt = counts(verdicts)
+    total = cnt.get("all", {})
+    decided = sum(total.get(k, 0) for k in (C.CONFIRMED, C.PARTLY, C.REFUTED))
+    b.append(Para([
+        "Survey: ", Strong(str(survey.get("title", "?"))), f" ({survey.get('file', '?')}). ",
+        f"{len(verdicts)} claims encoded in ", Code("scenarios/claims/survey.toml"), "; ",
+        Strong(f"{total.get(C.CONFIRMED, 0)} of {decided} decided claims held"),
+        (f" ({total.get(C.PARTLY, 0)} partly, {total.get(C.REFUTED, 0)} refuted); "
+        f"{total.get(C.NOT_COMPARABLE, 0)} not comparable. "),
+        (f"Run {run.get('run_id', '?')}: profile {run.get('profile', '?')}, {run.get('repeats', '?')} repeat(s), "
+        f"{run.get('slots', '?')} slots per backend, {data.cpu_count} cores ({data.env.get('cpu_model', '?')}), "
+        f"started {_utc(run.get('started'))}. "),
+        Link("How to read this report", howto), ", ", Link("how each number is measured", meth), "."]))
+    rows: list[list[Any]] = []
+    for kind in (*C.KINDS, "all"):
+        if kind not in cnt:
+            continue
+        c = cnt[kind]
+        rows.append([[Link(kind, f"#verdicts-{kind}") if kind != "all" else Strong("all")]]
+                    + [[str(c[v])] for v in C.VERDICTS] + [[str(sum(c.values()))]])
+    b.append(Table(["claims", *C.VERDICTS, "total"], rows, "counts"))
+    sur = surprises(verdicts)
+    if sur:
+        b.append(Para([Strong("Biggest surprises")]))
+        b.append(Bullets([[Link(v.claim.library, "#" + anchor(v.claim.id)), ": ", v.claim.label, " — ",
+                           Verd(v.verdict), ": ", v.reason] for v in sur]))
+    ranks = rankings(data)
+    if ranks:
+        b.append(Para([Strong("Ranking per workload"),
+                       " (tuned configuration; throughput: highest median first; latency: lowest p50 first)"]))
+        rrows = []
+        for sc, rs in ranks.items():
+            order = "; ".join(f"{i + 1}. {r.backend} {r.mode} {C.fmt(r.value)} {r.unit}"
+                              for i, r in enumerate(rs[:TOP]))
+            if len(rs) > TOP:
+                order += f"; … {len(rs) - TOP} more (see the charts)"
+            rrows.append([[Code(sc)], [order or "no data"]])
+        b.append(Table(["workload", "ranking"], rrows, "ranking"))
+
+    # ------------------------------------------------------------------ charts
+    b.append(Heading(2, "Charts", "charts"))
+    for name in CH.CHARTS:
+        if name in chart_paths:
+            rel = os.path.relpath(chart_paths[name], data.directory)
+            b.append(Image(rel, CH.TITLES[name], CH.TITLES[name]))
+
+    # ------------------------------------------------------------------ verdicts
+    b.append(Heading(2, "Verdicts", "verdicts"))
+    b.append(Para([("Each claim is decided by the rule written in survey.toml before the results were looked at "
+                   "("), Link("rules explained", howto), ("). Measured values: native mode, tuned configuration, "
+                   "median over repeats, the library's best broker. Links point to the raw per-task records "
+                   "(relative to run.json) or to features.json.")]))
+    b.append(Bullets(_rule_lines(claims)))
+    for kind in C.KINDS:
+        vs = [v for v in verdicts if v.claim.kind == kind]
+        if not vs:
+            continue
+        b.append(Heading(3, f"{KIND_TITLES[kind]} — {len(vs)} claims", f"verdicts-{kind}"))
+        if kind == "feature":
+            vrows: list[list[Any]] = [[[Anchor(anchor(v.claim.id)), v.claim.row], [v.claim.library], [v.claim.claimed],
+                     [Verd(v.verdict)], [v.measured], [v.reason]] for v in vs]
+            b.append(Table(["row", "library", "survey", "verdict", "probe", "why"], vrows, "verdicts"))
+        else:
+            vrows = []
+            for v in vs:
+                what = v.claim.text or f"{v.claim.column}: {v.claim.claimed}"
+                test = f"{v.claim.scenario} / {v.claim.metric}" if v.claim.scenario else (
+                    f"probe {v.claim.probe_claim}" if v.claim.probe_claim else
+                    ("probe " + ", ".join(v.claim.features) if v.claim.features else "—"))
+                vrows.append([[Anchor(anchor(v.claim.id)), v.claim.library], [what], [test], [Verd(v.verdict)],
+                             [v.measured or "—"], [v.reason]])
+            b.append(Table(["library", "survey says", "tested by", "verdict", "measured", "why"], vrows, "verdicts"))
+        ev_blocks: list[Any] = []
+        items: list[Text] = []
+        for v in vs:
+            item: Text = [Link(v.claim.id, "#" + anchor(v.claim.id)), f" ({v.claim.section}): "]
+            item.append("; ".join(v.evidence) if v.evidence else "no measurement")
+            if v.links:
+                item.append(" — records: ")
+                seen = set()
+                for i, (label, href) in enumerate(v.links):
+                    if (label, href) in seen:
+                        continue
+                    seen.add((label, href))
+                    if i:
+                        item.append(", ")
+                    item.append(Link(label, href))
+            items.append(item)
+        ev_blocks.append(Bullets(items))
+        b.append(Details(f"Evidence for the {len(vs)} {kind} claims (sources, numbers, configurations, links)",
+                         ev_blocks))
+
+    # ------------------------------------------------------------------ records not measured
+    if data.errors:
+        b.append(Heading(2, "Records without a measurement", "errors"))
+        b.append(Table(["record", "scenario", "backend", "config", "mode", "error"],
+                       [[[f"results[{i}]"], [r.get("scenario", "")], [r.get("backend", "")], [r.get("config", "")],
+                         [r.get("mode", "")], [str(r.get("error", ""))]] for i, r in data.errors], "errors"))
+
+    # ------------------------------------------------------------------ appendix
+    b.append(Heading(2, "Appendix: environment and configurations", "appendix"))
+    b.append(Para(["All figures above come from ", Code("run.json"), " and ", Code("features.json"),
+                   " in this directory. Measurement method: ", Link("docs/methodology.md", meth), "."]))
+    b.append(Heading(3, "Environment", "environment"))
+    env_rows = []
+    for k in sorted(data.env):
+        v = data.env[k]
+        env_rows.append([[Code(k)], [v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]])
+    b.append(Table(["key", "value"], env_rows, "kv"))
+    b.append(Heading(3, "Run parameters", "parameters"))
+    prow = []
+    for k in ("profile", "run_id", "seed", "slots", "repeats", "scenarios", "fallback", "interrupted",
+              "instrumentation", "order"):
+        if k in run:
+            v = run[k]
+            prow.append([[Code(k)], [v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]])
+    prow.append([[Code("started / finished")], [f"{_utc(run.get('started'))} / {_utc(run.get('finished'))}"]])
+    b.append(Table(["key", "value"], prow, "kv"))
+    b.append(Heading(3, "Configurations", "configurations"))
+    crow = []
+    for k in sorted(run.get("configs") or {}):
+        cfg = (run.get("configs") or {})[k]
+        crow.append([[Code(k)], [str(cfg.get("pool", ""))],
+                     [json.dumps(cfg.get("knobs", {}), sort_keys=True, default=str) if cfg.get("knobs") else ""],
+                     [Code(str(cfg.get("command") or cfg.get("url") or ""))]])
+    b.append(Table(["backend / config / mode", "pool", "knobs", "command / URL"], crow, "configs"))
+    b.append(Heading(3, "Raw broker ceilings", "ceilings"))
+    ceil = run.get("ceilings") or {}
+    b.append(Table(["tool", "figures"], [[[Code(k)], [json.dumps(ceil[k], sort_keys=True, default=str)]]
+                                          for k in sorted(ceil)], "kv"))
+    if data.features:
+        f = data.features
+        b.append(Heading(3, "Probes", "probes"))
+        b.append(Para([(f"features.json: schema {f.get('schema', '?')}, generated {f.get('generated_at', '?')}, "
+                       f"machine {json.dumps(f.get('machine', {}), sort_keys=True)}, "
+                       f"{f.get('run_seconds', '?')} s. Versions: ")]))
+        b.append(Bullets([[Code(lib), ": ", str((f.get("libraries") or {}).get(lib, {}).get("version", "?"))]
+                          for lib in sorted(f.get("libraries") or {})]))
+    return doc
+
+
+def _rule_lines(claims: C.Claims) -> list[Text]:
+    r = claims.rules
+    tol = float(r.get("numeric", {}).get("tolerance", 0.25))
+    rank = r.get("rank", {})
+    spread = r.get("spread", {})
+    return [
+        [Strong("numeric"), (f" (a figure, a minimum or a range): within ±{tol:.0%} of the claim → confirmed; better "
+                            "than that → partly (the survey understates); worse → refuted. Throughput per core.")],
+        [Strong("rank"), (f" (Very Low…High): pairwise order against the other libraries; ≥ {rank.get('confirmed')} "
+                         f"agreement → confirmed, ≥ {rank.get('partly')} → partly, else refuted (ties within "
+                         f"{rank.get('tie', 0):.0%} count half).")],
+        [Strong("spread"), (f" (variable / depends on broker): worst/best broker ≥ ×{spread.get('confirmed')} → "
+                           f"confirmed, ≥ ×{spread.get('partly')} → partly.")],
+        [Strong("lowest / order"), ": the library's rank among those measured, or the claimed order of a list."],
+        [Strong("feature / probe"), (": the survey cell against the probe verdict (yes / partial or plugin / no), or "
+                                    "the probe's holds flag.")],
+    ]
