@@ -152,14 +152,19 @@ def run(opts: Options, display: Display | None = None) -> Run:
             from . import ceilings
 
             display.note("measuring raw broker ceilings")
+            t_ceil = time.monotonic()
             st.run.ceilings = ceilings.measure(opts.targets, st.iso, quick=opts.profile == "quick")
+            st.run.meta["ceilings_seconds"] = round(time.monotonic() - t_ceil, 2)
             st.save()
         for rep, target, cfg, mode in order:
             if uses_redis:
                 from .targets import refresh_redis_db
 
                 refresh_redis_db(st.iso)
+            t_session = time.monotonic()
             session(st, rep, target, cfg, mode)
+            st.run.meta.setdefault("session_seconds", {})[f"r{rep} {target.id} {cfg} {mode}"] = \
+                round(time.monotonic() - t_session, 2)
             st.save()
     except KeyboardInterrupt:
         st.run.meta["interrupted"] = True

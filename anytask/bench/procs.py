@@ -38,7 +38,7 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 8.0) -> int | None:
+    def stop(self, timeout: float = 3.0) -> int | None:
         """SIGTERM the leader, wait, then SIGKILL the whole group; nothing stays behind."""
         if self.proc is None:
             return None
