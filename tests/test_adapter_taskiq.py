@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import anytask
-from anytask import Status
-from anytask.facade.errors import BrokerUnavailable, TaskFailed
+from anytask import CancelOutcome, Status
+from anytask.facade.errors import BrokerUnavailable, TaskCancelled, TaskFailed, UnsupportedFeature
 from anytask.facade.url import parse_url
 from anytask.testing import tasks
 from anytask.testing.backends import AMQP, REDIS, BackendCase, unreachable, workdir
@@ -64,6 +64,16 @@ async def async_sleep(seconds: float) -> str:
 @task(queue="probe_other")
 def on_other(x: int) -> int:
     return x * 2
+
+
+@task
+async def async_progress(steps: int) -> int:
+    from anytask import progress
+
+    for i in range(steps):
+        progress(i + 1, steps, stage="async")
+        await asyncio.sleep(0.3)
+    return steps
 '''
 
 
@@ -254,6 +264,147 @@ def test_sigterm_lets_the_running_task_finish_and_exits_0(probe: Probe) -> None:
         assert code == 0, w.output()
         assert h.status() is Status.SUCCEEDED  # the worker waited for the running task
     assert h.result(timeout=1) == "finished"
+
+
+# -- priority, cancel, rate limit, unique keys, result TTL, progress -------------------------------------
+
+
+def test_priority_uses_the_native_mechanism(probe: Probe) -> None:
+    """amqp: the AMQP priority property on a classic x-max-priority queue; redis: one stream per priority."""
+    conf = tq._Conf(parse_url(probe.url))
+    probe.client.adapter.purge(["probe_prio"])
+    h = probe.client.submit(tasks.add.using(queue="probe_prio", priority=8), 1, 2)
+    try:
+        if conf.transport == "redis":
+            import redis
+
+            r = redis.Redis.from_url(conf.url.broker_url)
+            assert r.xlen(conf.queue("probe_prio") + ":p8") == 1
+            assert r.xlen(conf.queue("probe_prio")) == 0
+            # a worker reads every p9 stream first, the plain streams last
+            assert conf.streams(["a", "b"])[:2] == [conf.queue("a") + ":p9", conf.queue("b") + ":p9"]
+            assert conf.streams(["a", "b"])[-2:] == [conf.queue("a"), conf.queue("b")]
+        else:
+            import pika
+
+            conn = pika.BlockingConnection(pika.URLParameters(f"amqp://{AMQP}/%2F"))
+            try:
+                ch = conn.channel()
+                # redeclaring with these exact arguments succeeds only if the queue has them
+                ch.queue_declare(conf.queue("probe_prio"), durable=True, arguments={
+                    "x-queue-type": "classic", "x-max-priority": 9, "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": conf.queue("taskiq.dead_letter")})
+                method, props, _body = ch.basic_get(conf.queue("probe_prio"), auto_ack=True)
+                assert method is not None and props.priority == 8 and props.headers["task_id"] == h.id
+            finally:
+                conn.close()
+    finally:
+        probe.client.adapter.purge(["probe_prio"])
+
+
+def test_quorum_queues_refuse_priority() -> None:
+    """RabbitMQ 3.x quorum queues have no priorities: with queue_type=quorum a priority is refused
+    before anything is written or sent."""
+    if "taskiq+amqp" not in IDS:
+        pytest.skip("taskiq+amqp not selected")
+    with anytask.connect(f"taskiq+amqp://{AMQP}/?result=redis://{REDIS}/8&prefix=t_quorum.&queue_type=quorum") as c:
+        with pytest.raises(UnsupportedFeature, match="quorum"):
+            c.submit(tasks.add.using(priority=5), 1, 2)
+        assert tq._Conf(c.url).amqp_queue("x").max_priority is None
+
+
+def test_cancel_while_a_retry_is_pending(probe: Probe) -> None:
+    """RETRYING is cancellable: the worker does not re-kick it (and would skip the message anyway)."""
+    path = os.path.join(workdir(), f"taskiq-cancel-retry-{uuid.uuid4().hex}.txt")
+    h = probe.client.submit(tasks.flaky.using(retries=1, retry_backoff=2.0), path, 1)
+    _wait_status(probe.client, h.id, Status.RETRYING)
+    res = h.cancel()
+    assert res.outcome is CancelOutcome.CANCELLED_BEFORE_START and res.status is Status.CANCELLED
+    time.sleep(3.0)
+    with open(path) as fh:
+        assert len(fh.read().split()) == 1  # the first run only
+    assert h.status() is Status.CANCELLED
+    with pytest.raises(TaskCancelled):
+        h.result(timeout=1)
+
+
+def test_a_long_rate_wait_re_enqueues_instead_of_holding_the_slot() -> None:
+    """rate_hold=0.3: a task over its limit for longer is re-enqueued at the tail, so the worker's only
+    slot keeps running other tasks; the waiting task stays QUEUED and can still be cancelled."""
+    import redis
+
+    prefix = f"t_rate{uuid.uuid4().hex[:6]}."
+    base = f"{REDIS}/7" if "taskiq+redis" in IDS else None
+    if base is None:
+        pytest.skip("taskiq+redis not selected")
+    url = f"taskiq+redis://{base}?prefix={prefix}&rate_hold=0.3"
+    path = os.path.join(workdir(), f"taskiq-rate-{uuid.uuid4().hex}.txt")
+    limited = tasks.record.using(rate_limit="1/m")
+    try:
+        with anytask.connect(url) as client, WorkerProcess(url, concurrency=1) as w:
+            w.wait_ready(client)
+            first = client.submit(limited, path, "first")
+            assert first.result(timeout=30) == "first"
+            second = client.submit(limited, path, "second")
+            time.sleep(1.0)
+            assert client.submit(tasks.add, 1, 2).result(timeout=10) == 3  # the slot is not held
+            assert second.status() is Status.QUEUED
+            assert second.cancel().outcome is CancelOutcome.CANCELLED_BEFORE_START
+            time.sleep(1.0)
+        with open(path) as fh:
+            assert fh.read().split() == ["first"]
+    finally:
+        r = redis.Redis.from_url(f"redis://{REDIS}/7")
+        for pattern in (f"{prefix}*", f"anytask:taskiq:{prefix}*"):
+            for key in r.scan_iter(match=pattern, count=1000):
+                r.delete(key)
+
+
+def test_result_ttl_expires_native_result_and_unique_claim(probe: Probe) -> None:
+    """The final write expires the state record, taskiq's result key and the unique claim together."""
+    import redis
+
+    conf = tq._Conf(parse_url(probe.url))
+    r = redis.Redis.from_url(conf.result_url)
+    key = f"k-{uuid.uuid4().hex}"
+    h = probe.client.submit(tasks.add.using(result_ttl=1, unique_key=key), 1, 1)
+    assert h.result(timeout=30) == 2
+    claim = conf.state_prefix + "unique:" + key
+    assert 0 < r.pttl(claim) <= 1000 and 0 < r.pttl(f"{conf.result_prefix}:{h.id}") <= 1000
+    time.sleep(1.5)
+    assert h.status() is Status.UNKNOWN
+    assert not r.exists(claim) and not r.exists(f"{conf.result_prefix}:{h.id}")
+    again = probe.client.submit(tasks.add.using(result_ttl=1, unique_key=key), 2, 2)
+    assert again.id != h.id and again.result(timeout=30) == 4
+
+
+def test_a_pending_unique_claim_outlives_result_ttl_and_purge_releases_it(probe: Probe) -> None:
+    """While the task waits the claim lives as long as its record; purging its queue drops both."""
+    probe.client.adapter.purge(["probe_idle"])
+    key = f"k-{uuid.uuid4().hex}"
+    t = tasks.add.using(queue="probe_idle", result_ttl=1, unique_key=key)
+    h = probe.client.submit(t, 1, 1)
+    time.sleep(1.5)
+    assert probe.client.submit(t, 1, 1).id == h.id and h.status() is Status.QUEUED
+    probe.client.adapter.purge(["probe_idle"])
+    assert h.status() is Status.UNKNOWN
+    other = probe.client.submit(t, 1, 1)
+    assert other.id != h.id
+    probe.client.adapter.purge(["probe_idle"])
+
+
+def test_progress_of_an_async_task(probe: Probe) -> None:
+    probe_tasks = __import__(PROBE_MODULE)
+    h = probe.client.submit(probe_tasks.async_progress, 4)
+    deadline, seen = time.monotonic() + 15, None
+    while time.monotonic() < deadline and seen is None:
+        p = h.progress()
+        if p and h.status() is Status.RUNNING:
+            seen = p
+        time.sleep(0.05)
+    assert seen is not None and seen["total"] == 4 and seen["stage"] == "async"
+    assert h.result(timeout=30) == 4
+    assert h.progress() == {"done": 4, "total": 4, "stage": "async"}
 
 
 # -- broker down -----------------------------------------------------------------------------------

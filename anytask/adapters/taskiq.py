@@ -7,7 +7,12 @@
 
 URL parameters: ``timeout`` (connect timeout, s, default 3), ``prefix`` (prepended to native queue,
 stream, exchange and key names), ``result`` (amqp only), ``idle_timeout`` (redis only: seconds after
-which a delivered but un-acked message is reclaimed by another worker, default 600 as in taskiq).
+which a delivered but un-acked message is reclaimed by another worker, default 600 as in taskiq),
+``queue_type`` (amqp only: ``classic``, the default, with x-max-priority 9, or ``quorum``, without
+priorities), ``rate_hold`` (seconds a rate-limited task may wait in a worker slot before it is
+re-enqueued, default 5).
+
+Priority, cancel, rate limits, unique keys and result TTLs are described in docs/adapters/taskiq.md.
 
 TaskiQ's client API is async-only and keeps no task states. The adapter runs one private event loop
 in a daemon thread; every coroutine of the broker runs on that loop (the sync API submits to it with
@@ -30,6 +35,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -37,33 +44,125 @@ from typing import Any, NoReturn, TypeVar
 
 import redis
 import redis.asyncio as aredis
-from taskiq import AckableMessage, AsyncBroker, TaskiqEvents, TaskiqMessage, TaskiqResult, TaskiqState
+from taskiq import AckableMessage, AsyncBroker, BrokerMessage, TaskiqEvents, TaskiqMessage, TaskiqResult, TaskiqState
 from taskiq.exceptions import NoResultError
 from taskiq.kicker import AsyncKicker
 from taskiq.middlewares import SmartRetryMiddleware
 from taskiq.receiver import Receiver
 from taskiq.serializers import JSONSerializer
+from taskiq.utils import maybe_awaitable
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError
-from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature
+from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
-from ..facade.task import Task, get_task
+from ..facade.status import Status
+from ..facade.task import Task, get_task, parse_rate
 from ..facade.url import BackendURL, mask, parse_url
-from ._redis_state import RedisStateStore, broker_errors
+from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 from ._redis_state import connect as redis_connect
 
 T = TypeVar("T")
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
 _NOT_YET = "not wired in anytask yet; "
+MAX_PRIORITY = 9  # facade priorities 0..9, higher first
+RATE_HOLD = 5.0  # default seconds a rate-limited message may wait in its slot before it is re-enqueued
 
 # Environment of the ``taskiq worker`` process (read by worker_broker()).
 ENV_URL, ENV_MODULES, ENV_TASKS = "ANYTASK_TASKIQ_URL", "ANYTASK_TASKIQ_MODULES", "ANYTASK_TASKIQ_TASKS"
 ENV_QUEUES, ENV_CONFIG, ENV_CONCURRENCY = "ANYTASK_TASKIQ_QUEUES", "ANYTASK_TASKIQ_CONFIG", "ANYTASK_TASKIQ_CONCURRENCY"
+
+
+# -- state records: atomic start/cancel, expiry after the end ---------------------------------------
+# Record fields are JSON strings (RedisStateStore), so a status reads as '"QUEUED"'.
+_CANCEL = """
+local s = redis.call('hget', KEYS[1], 'status')
+if not s then return 'UNKNOWN' end
+if s == '"QUEUED"' or s == '"SCHEDULED"' or s == '"RETRYING"' then
+  redis.call('hset', KEYS[1], 'status', '"CANCELLED"', 'finished_at', ARGV[1], 'note', ARGV[2])
+  local ttl = tonumber(redis.call('hget', KEYS[1], 'result_ttl') or '')
+  local ms = ttl and math.max(1, math.floor(ttl * 1000)) or tonumber(ARGV[3]) * 1000
+  redis.call('pexpire', KEYS[1], ms)
+  local key = redis.call('hget', KEYS[1], 'unique_key')
+  if key then
+    local ukey = ARGV[4] .. cjson.decode(key)
+    if redis.call('get', ukey) == ARGV[5] then redis.call('pexpire', ukey, ms) end
+  end
+  return 'CANCELLED'
+end
+return cjson.decode(s)
+"""
+_START_UNLESS_CANCELLED = """
+if redis.call('hget', KEYS[1], 'status') == '"CANCELLED"' then return 0 end
+redis.call('hset', KEYS[1], 'status', '"RUNNING"', 'started_at', ARGV[1], 'attempts', ARGV[2])
+redis.call('expire', KEYS[1], ARGV[3])
+return 1
+"""
+# KEYS: the record [, the unique key]; ARGV: ttl (ms), task id, then field/value pairs
+_FINISH = """
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+redis.call('pexpire', KEYS[1], ARGV[1])
+if #KEYS > 1 and redis.call('get', KEYS[2]) == ARGV[2] then redis.call('pexpire', KEYS[2], ARGV[1]) end
+return 1
+"""
+_CANCEL_NOTE = "cancelled before start: the worker consumes and skips its message"
+
+
+class _Recorder(Recorder):
+    """Recorder with atomic start and cancel, whose final write expires the record (and the task's
+    unique key) after the task's ``result_ttl`` (default: a week)."""
+
+    store: RedisStateStore
+
+    def __init__(self, store: RedisStateStore) -> None:
+        super().__init__(store)
+        self._cancel = store.client.register_script(_CANCEL)
+        self._start = store.client.register_script(_START_UNLESS_CANCELLED)
+        self._finish = store.client.register_script(_FINISH)
+
+    def unique_name(self, key: str) -> str:
+        return f"{self.store.prefix}unique:{key}"  # RedisStateStore.claim_unique's key
+
+    def _final(self, task_id: str, fields: dict[str, Any], ttl: float | None, unique_key: str | None) -> None:
+        ms = max(1, int((DEFAULT_TTL if ttl is None else ttl) * 1000))  # result_ttl=0 expires too
+        keys = [self.store.key(task_id)] + ([self.unique_name(unique_key)] if unique_key else [])
+        pairs = [x for k, v in fields.items() for x in (k, json.dumps(v))]
+        with broker_errors("writing task state", self.store.url):
+            self._finish(keys=keys, args=[ms, task_id, *pairs])
+
+    def finish_ok(self, task_id: str, value: Any, ttl: float | None, unique_key: str | None = None) -> None:
+        self._final(task_id, {"status": Status.SUCCEEDED.value, "finished_at": time.time(), "error": None,
+                              "value": value}, ttl, unique_key)
+
+    def finish_failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool, ttl: float | None,
+                      unique_key: str | None = None) -> None:
+        if will_retry:
+            self.failed(task_id, error, will_retry=True)
+        else:
+            self._final(task_id, {"status": Status.FAILED.value, "error": error.to_dict(),
+                                  "finished_at": time.time()}, ttl, unique_key)
+
+    def start_unless_cancelled(self, task_id: str, attempt: int) -> bool:
+        """RUNNING, in one script, unless the record says CANCELLED (then False: skip the message)."""
+        with broker_errors("writing task state", self.store.url):
+            return bool(self._start(keys=[self.store.key(task_id)],
+                                    args=[json.dumps(time.time()), attempt, int(self.ttl or DEFAULT_TTL)]))
+
+    def is_cancelled(self, task_id: str) -> bool:
+        with broker_errors("reading task state", self.store.url):
+            return self.store.client.hget(self.store.key(task_id), "status") == b'"CANCELLED"'
+
+    def cancel_before_start(self, task_id: str) -> Status:
+        """CANCELLED if still waiting (QUEUED/SCHEDULED/RETRYING), in one script; else the status seen."""
+        with broker_errors("cancelling a task", self.store.url):
+            seen = self._cancel(keys=[self.store.key(task_id)],
+                                args=[json.dumps(time.time()), json.dumps(_CANCEL_NOTE), int(self.ttl or DEFAULT_TTL),
+                                      self.unique_name(""), task_id])
+        return Status(seen.decode() if isinstance(seen, bytes) else seen)
 
 
 # -- configuration shared by client and worker ------------------------------------------------------
@@ -85,15 +184,45 @@ class _Conf:
             self.idle_timeout = float(url.params.get("idle_timeout", 600))
         except ValueError:
             raise ConfigurationError(f"idle_timeout must be a number of seconds in {url.masked!r}") from None
+        try:
+            self.rate_hold = float(url.params.get("rate_hold", RATE_HOLD))
+        except ValueError:
+            raise ConfigurationError(f"rate_hold must be a number of seconds in {url.masked!r}") from None
+        self.queue_type = url.params.get("queue_type", "classic")
+        if self.queue_type not in ("classic", "quorum"):
+            raise ConfigurationError(f"queue_type must be 'classic' or 'quorum' in {url.masked!r}")
         self.state_prefix = f"anytask:taskiq:{self.prefix}state:"
         self.result_prefix = f"anytask:taskiq:{self.prefix}result"  # taskiq appends ":<task id>"
+        self.rate_prefix = self.state_prefix + "rate:"  # sliding windows; each expires one period after use
 
     def queue(self, name: str) -> str:
         return self.prefix + name
 
-    def recorder(self) -> Recorder:
+    @property
+    def has_priority(self) -> bool:
+        return self.transport == "redis" or self.queue_type == "classic"
+
+    def stream(self, name: str, priority: int | None) -> str:
+        """taskiq+redis: the stream of a queue at a priority (0/None: the queue's own stream; ':' cannot
+        occur in anytask queue names, so ``<queue>:p<n>`` never collides with a queue)."""
+        return self.queue(name) + (f":p{priority}" if priority else "")
+
+    def streams(self, queues: Sequence[str]) -> list[str]:
+        """Every stream of ``queues``, priority-major: all ``:p9`` streams first, the plain ones last."""
+        return [self.stream(q, p) for p in range(MAX_PRIORITY, -1, -1) for q in queues]
+
+    def amqp_queue(self, native_name: str) -> Any:
+        from taskiq_aio_pika import Queue
+        from taskiq_aio_pika.queue import QueueType
+
+        if self.queue_type == "quorum":
+            return Queue(name=native_name, type=QueueType.QUORUM)
+        # RabbitMQ 3.x quorum queues have no priorities: classic queues with x-max-priority
+        return Queue(name=native_name, type=QueueType.CLASSIC, max_priority=MAX_PRIORITY)
+
+    def recorder(self) -> _Recorder:
         client = redis_connect(self.result_url, self.timeout, read_timeout=self.timeout)  # no blocking reads here
-        return Recorder(RedisStateStore(client, self.state_prefix, self.result_url))
+        return _Recorder(RedisStateStore(client, self.state_prefix, self.result_url))
 
     def broker(self, queues: Sequence[str] = ("default",), *, worker: bool = False, config: str = "defaults",
                concurrency: int = 2) -> AsyncBroker:
@@ -103,9 +232,10 @@ class _Conf:
             prefix_str=self.result_prefix, socket_connect_timeout=self.timeout, socket_timeout=max(self.timeout, 5.0))
         broker: AsyncBroker
         if self.transport == "redis":
+            streams = self.streams(queues) if worker else native_queues
             broker = RedisStreamBroker(
-                self.url.broker_url, queue_name=native_queues[0],
-                additional_streams={q: ">" for q in native_queues[1:]},
+                self.url.broker_url, queue_name=streams[0],
+                additional_streams={q: ">" for q in streams[1:]},  # XREADGROUP reads them in this order
                 consumer_id="0",  # trap: the default "$" skips messages sent before the first worker started
                 idle_timeout=int(self.idle_timeout * 1000),  # un-acked messages are reclaimed after this
                 xread_count=concurrency if config == "reliable" else 100,
@@ -117,18 +247,30 @@ class _Conf:
             qos = {"reliable": concurrency, "tuned": 4 * concurrency}.get(config, 10)
             broker = AioPikaBroker(
                 self.url.broker_url, exchange=Exchange(name=f"{self.prefix}taskiq"),
-                task_queues=[Queue(name=q) for q in native_queues],
+                task_queues=[self.amqp_queue(q) for q in native_queues],
                 dead_letter_queue=Queue(name=f"{self.prefix}taskiq.dead_letter"),
                 qos=qos, timeout=self.timeout)
         broker = broker.with_result_backend(backend)
-        broker.add_middlewares(_StateMiddleware(self.recorder() if worker else None))
+        broker.add_middlewares(_StateMiddleware(self.recorder() if worker else None, self.result_prefix))
+        setattr(broker, "anytask_conf", self)  # noqa: B010 - read back by the receiver (_conf_of)
         return broker
 
 
 def _labels(conf: _Conf, task: Task[Any, Any]) -> dict[str, Any]:
-    """Taskiq labels carrying a task's options (read by the receiver and the middleware)."""
+    """Taskiq labels carrying a task's options (read by the brokers, the receiver and the middleware)."""
     o = task.options
     labels: dict[str, Any] = {"queue_name": conf.queue(o.queue)}
+    if o.priority is not None:
+        if conf.transport == "redis":
+            labels["queue_name"] = conf.stream(o.queue, o.priority)  # RedisStreamBroker XADDs to this stream
+        else:
+            labels["priority"] = o.priority  # AioPikaBroker: the AMQP message priority
+    if o.rate_limit is not None:
+        labels["rate_limit"] = o.rate_limit
+    if o.result_ttl is not None:
+        labels["result_ttl"] = float(o.result_ttl)
+    if o.unique_key is not None:
+        labels["unique_key"] = o.unique_key  # the final write expires the claim with the record
     if o.retries:
         # trap: taskiq's max_retries counts runs (retry while _retries+1 < max_retries)
         labels.update(retry_on_error=True, max_retries=o.retries + 1, retry_backoff=float(o.retry_backoff))
@@ -145,28 +287,46 @@ def _attempt(message: TaskiqMessage) -> int:
     return int(message.labels.get("_retries", 0)) + 1
 
 
+def _result_ttl(message: TaskiqMessage) -> float | None:
+    ttl = message.labels.get("result_ttl")
+    return None if ttl is None else float(ttl)
+
+
+def _unique_key(message: TaskiqMessage) -> str | None:
+    key = message.labels.get("unique_key")
+    return None if key is None else str(key)
+
+
 class _StateMiddleware(SmartRetryMiddleware):
-    """Records QUEUED->RUNNING->SUCCEEDED/RETRYING/FAILED and retries with taskiq's own re-kick.
+    """Records SUCCEEDED/RETRYING/FAILED and retries with taskiq's own re-kick (RUNNING, the cancelled
+    skip and the rate limit are in :class:`AnytaskReceiver`, before any middleware hook runs).
 
     Retries are SmartRetryMiddleware's (same task id, ``_retries`` label); only the delay differs:
     neither RedisStreamBroker nor AioPikaBroker (without a delay queue/plugin) honours the ``delay``
     label, so the worker waits the exponential backoff itself before re-kicking.
     """
 
-    def __init__(self, recorder: Recorder | None) -> None:
+    def __init__(self, recorder: _Recorder | None, result_prefix: str = "") -> None:
         super().__init__(default_retry_count=1, default_retry_label=False, no_result_on_retry=True,
                          default_delay=0.0)
         self.recorder = recorder
+        self.result_prefix = result_prefix
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         _message.set(message)  # same asyncio task as run_task; copied into the sync-task thread
-        if self.recorder is not None:
-            self.recorder.started(message.task_id, _attempt(message))
         return message
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         if self.recorder is not None and not result.is_err:
-            self.recorder.succeeded(message.task_id, result.return_value)
+            self.recorder.finish_ok(message.task_id, result.return_value, _result_ttl(message), _unique_key(message))
+
+    def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """result_ttl: taskiq's result key expires with the state record (the backend's result_ex_time
+        is one value for every task)."""
+        ttl = _result_ttl(message)
+        if self.recorder is not None and ttl is not None:
+            with broker_errors("expiring a result", self.recorder.store.url):
+                self.recorder.store.client.pexpire(f"{self.result_prefix}:{message.task_id}", max(1, int(ttl * 1000)))
 
     def make_delay(self, message: TaskiqMessage, retries: int) -> float:
         base = float(message.labels.get("retry_backoff", 0.0))
@@ -175,6 +335,8 @@ class _StateMiddleware(SmartRetryMiddleware):
     async def on_send(self, kicker: AsyncKicker[Any, Any], message: TaskiqMessage, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
+        if self.recorder is not None and self.recorder.is_cancelled(message.task_id):
+            return  # cancelled while its retry was pending: send nothing
         await kicker.kiq(*message.args, **message.kwargs)
 
     async def on_error(self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException) -> None:
@@ -186,15 +348,21 @@ class _StateMiddleware(SmartRetryMiddleware):
             info = ErrorInfo(info.type, f"task exceeded its time limit of {timeout}s", info.traceback)
         will_retry = (self.is_retry_on_error(message)
                       and _attempt(message) < int(message.labels.get("max_retries", self.default_retry_count)))
-        self.recorder.failed(message.task_id, info, will_retry=will_retry)  # before the re-kick
+        ttl = _result_ttl(message)
+        self.recorder.finish_failed(message.task_id, info, will_retry=will_retry, ttl=ttl,  # before the re-kick
+                                    unique_key=_unique_key(message))
         if not will_retry:
             return
         try:
             await super().on_error(message, result, exception)
         except Exception as exc:  # noqa: BLE001 - the retry could not be sent: the task has failed
             note = ErrorInfo.from_exception(exc)
-            self.recorder.failed(message.task_id, ErrorInfo(info.type, f"{info.message} (retry not sent: "
-                                 f"{note.type}: {note.message})", info.traceback), will_retry=False)
+            self.recorder.finish_failed(message.task_id, ErrorInfo(info.type, f"{info.message} (retry not sent: "
+                                        f"{note.type}: {note.message})", info.traceback), will_retry=False, ttl=ttl,
+                                        unique_key=_unique_key(message))
+
+
+_worker_recorder: _Recorder | None = None  # the worker process's recorder (progress writes)
 
 
 def _native_function(task: Task[Any, Any]) -> Any:
@@ -206,7 +374,14 @@ def _native_function(task: Task[Any, Any]) -> Any:
 
     def context() -> execution.TaskContext:
         msg = _message.get()
-        return execution.TaskContext(msg.task_id if msg else "", task.name, _attempt(msg) if msg else 1)
+        report = None
+        if msg is not None and _worker_recorder is not None:
+            recorder, task_id = _worker_recorder, msg.task_id
+
+            def report(data: dict[str, Any]) -> None:
+                recorder.progress(task_id, data)  # one HSET of the state record's 'progress' field
+
+        return execution.TaskContext(msg.task_id if msg else "", task.name, _attempt(msg) if msg else 1, report)
 
     if task.is_async:
         async def run(*args: Any, **kwargs: Any) -> Any:
@@ -225,26 +400,84 @@ def _native_function(task: Task[Any, Any]) -> Any:
 
 
 class AnytaskReceiver(Receiver):
-    """taskiq's Receiver, plus: a message for a task this worker does not know is recorded FAILED.
+    """taskiq's Receiver, plus what must happen before a task runs (no middleware hook can skip one):
 
-    Trap: the stock receiver acks and drops it with a warning before any middleware hook runs, so the
-    task would stay QUEUED forever.
+    * a message for a task this worker does not know is recorded FAILED (trap: the stock receiver acks
+      and drops it with a warning before any middleware hook runs, so it would stay QUEUED forever);
+    * CANCEL: a message whose record is CANCELLED is acked and skipped; RUNNING is written by one Redis
+      script that refuses a CANCELLED record, so a cancel and a start cannot both win;
+    * RATE_LIMIT: the ``rate_limit`` label takes a slot of the cluster-wide sliding window
+      (RedisRateLimiter, per task name) before the task starts.
     """
 
     async def callback(self, message: bytes | AckableMessage, raise_err: bool = False) -> None:
         data = message.data if isinstance(message, AckableMessage) else message
         try:
             parsed = self.broker.formatter.loads(message=data)
+            parsed.parse_labels()
         except Exception:  # noqa: BLE001 - the stock receiver logs and drops unparsable messages
             parsed = None
-        if parsed is not None and self.broker.find_task(parsed.task_name) is None:
-            for middleware in self.broker.middlewares:
-                if isinstance(middleware, _StateMiddleware) and middleware.recorder is not None:
-                    middleware.recorder.failed(parsed.task_id, ErrorInfo(
-                        "anytask.facade.errors.TaskNotRegistered",
-                        f"task {parsed.task_name!r} is not registered in the taskiq worker; start it with "
-                        f"--tasks naming the module that defines it"), will_retry=False)
+        mw = _state_middleware(self.broker)
+        recorder = mw.recorder if mw is not None else None
+        if parsed is not None and recorder is not None:
+            if self.broker.find_task(parsed.task_name) is None:
+                recorder.failed(parsed.task_id, ErrorInfo(
+                    "anytask.facade.errors.TaskNotRegistered",
+                    f"task {parsed.task_name!r} is not registered in the taskiq worker; start it with "
+                    f"--tasks naming the module that defines it"), will_retry=False)
+            else:
+                if parsed.labels.get("rate_limit") and (recorder.is_cancelled(parsed.task_id)  # no slot for it
+                                                        or not await self._rate_slot(parsed, message, recorder)):
+                    await _ack(message)
+                    return
+                if not recorder.start_unless_cancelled(parsed.task_id, _attempt(parsed)):
+                    await _ack(message)
+                    return
         await super().callback(message, raise_err)
+
+    async def _rate_slot(self, parsed: TaskiqMessage, message: bytes | AckableMessage, recorder: _Recorder) -> bool:
+        """Wait for a rate-limit slot: True to run now; False when the message was re-enqueued instead.
+
+        A wait up to ``rate_hold`` s (URL parameter, default 5) is spent in this async slot (the message
+        stays un-acked); a longer one re-enqueues the message unchanged at the tail of its queue after
+        ``rate_hold`` s, so a slot and an un-acked delivery are never held for long (taskiq's brokers
+        have no delayed delivery)."""
+        rate = parsed.labels.get("rate_limit")
+        if not rate:
+            return True
+        count, period = parse_rate(str(rate))
+        conf = _conf_of(self.broker)
+        limiter = RedisRateLimiter(recorder.store.client, conf.rate_prefix, recorder.store.url)
+        held = 0.0
+        while True:
+            wait = limiter.acquire(parsed.task_name, count, period, uuid.uuid4().hex)
+            if wait <= 0:
+                return True
+            if held >= conf.rate_hold:
+                await self.broker.kick(BrokerMessage(task_id=parsed.task_id, task_name=parsed.task_name,
+                                                     message=message.data if isinstance(message, AckableMessage)
+                                                     else message, labels=parsed.labels))
+                return False
+            pause = min(wait + 0.001, conf.rate_hold - held)
+            await asyncio.sleep(pause)
+            held += pause
+
+
+async def _ack(message: bytes | AckableMessage) -> None:
+    if isinstance(message, AckableMessage):
+        await maybe_awaitable(message.ack())
+
+
+def _state_middleware(broker: AsyncBroker) -> _StateMiddleware | None:
+    for middleware in broker.middlewares:
+        if isinstance(middleware, _StateMiddleware):
+            return middleware
+    return None
+
+
+def _conf_of(broker: AsyncBroker) -> _Conf:
+    conf: _Conf = getattr(broker, "anytask_conf")  # noqa: B009
+    return conf
 
 
 def _split_env(name: str) -> list[str]:
@@ -260,6 +493,9 @@ def worker_broker() -> AsyncBroker:
     broker = conf.broker(_split_env(ENV_QUEUES) or ["default"], worker=True,
                          config=os.environ.get(ENV_CONFIG, "defaults"),
                          concurrency=int(os.environ.get(ENV_CONCURRENCY, "2")))
+    global _worker_recorder
+    mw = _state_middleware(broker)
+    _worker_recorder = mw.recorder if mw is not None else None
     for name in _split_env(ENV_TASKS):
         task = get_task(name)
         broker.register_task(_native_function(task), task_name=task.name, **_labels(conf, task))
@@ -374,16 +610,33 @@ class TaskiqAdapter(Adapter):
                                        "schedule source; RedisStreamBroker ignores the 'delay' label and "
                                        "AioPikaBroker needs a single-target TTL delay queue (head-of-line "
                                        "blocking) or the delayed-message plugin"),
-            Feature.PRIORITY: unsupported(_NOT_YET + "AioPikaBroker has the 'priority' label (x-max-priority "
-                                          "queues); RedisStreamBroker has none"),
-            Feature.CANCEL: unsupported(_NOT_YET + "taskiq has no cancel API (a middleware could skip it)"),
-            Feature.PROGRESS: unsupported(_NOT_YET + "taskiq has ProgressTracker / result_backend.set_progress"),
+            Feature.PRIORITY: emulated(
+                "amqp: native AMQP message priority (aio-pika's 'priority' label) on classic queues declared with "
+                "x-max-priority 9; a worker's prefetch (qos 10, reliable: N) runs in delivery order. redis: no "
+                "priority in Redis streams: one stream per queue and priority 1..9 beside the queue's own (0), read "
+                "by one XREADGROUP in priority order, so priority orders what one read fetches (up to xread_count "
+                "per stream: 100, reliable N); messages fetched earlier run first"),
+            Feature.CANCEL: emulated(
+                "before start only: the state record turns CANCELLED (one Redis script, only from QUEUED/"
+                "RETRYING) and the worker's receiver acks and skips the message (RUNNING is written by a script "
+                "that refuses a CANCELLED record); taskiq has no cancel API and cannot stop a running task: "
+                "NOT_INTERRUPTIBLE"),
+            Feature.PROGRESS: emulated("anytask.progress() writes the 'progress' field of anytask's state record "
+                                       "(one HSET); taskiq's own ProgressTracker/set_progress is not used"),
             Feature.CHAIN: unsupported(_NOT_YET + "taskiq-pipelines provides pipelines"),
             Feature.GROUP: unsupported(_NOT_YET + "taskiq has no group primitive (gather of kiq results)"),
             Feature.CHORD: unsupported(_NOT_YET + "taskiq has no chord primitive"),
-            Feature.RATE_LIMIT: unsupported(_NOT_YET + "taskiq has no rate limiter (a middleware could)"),
-            Feature.UNIQUE: unsupported(_NOT_YET + "taskiq has no unique-task lock"),
-            Feature.RESULT_TTL: unsupported(_NOT_YET + "RedisAsyncResultBackend has result_ex_time (per backend)"),
+            Feature.RATE_LIMIT: emulated(
+                "taskiq has no rate limiter: the worker's receiver takes a slot of a cluster-wide Redis sliding "
+                "window per task name (RedisRateLimiter) before the start; it waits in its async slot (message "
+                "un-acked) up to rate_hold s (URL parameter, default 5), then re-enqueues the message at the tail "
+                "of its queue (taskiq's brokers have no delayed delivery)"),
+            Feature.UNIQUE: emulated("taskiq has no unique-task lock: Redis SET NX on the state store "
+                                     "(RedisStateStore.claim_unique) before the kick; the claim lives as long as "
+                                     "the task's record (a week while pending, result_ttl after the end)"),
+            Feature.RESULT_TTL: emulated(
+                "RedisAsyncResultBackend's result_ex_time is one value per backend: the final state write "
+                "PEXPIREs the record after result_ttl s and a post_save middleware hook PEXPIREs taskiq's result key"),
             Feature.PERIODIC: unsupported(_NOT_YET + "taskiq has TaskiqScheduler with schedule sources"),
         },
         needs_worker=True,
@@ -452,14 +705,14 @@ class TaskiqAdapter(Adapter):
         """AMQP: declare and bind a queue before publishing to it (an unbound routing key drops the message)."""
         if native_queue in self._queues or self.conf.transport != "amqp":
             return
-        from taskiq_aio_pika import Queue
-
         self._queues.add(native_queue)
-        broker.with_queue(Queue(name=native_queue))  # type: ignore[attr-defined]
+        broker.with_queue(self.conf.amqp_queue(native_queue))  # type: ignore[attr-defined]
         try:
             await broker._declare_queues(broker.write_channel)  # type: ignore[attr-defined]
         except BaseException:
             self._queues.discard(native_queue)
+            # forget it: every later _declare_queues would declare it again and fail the same way
+            broker.with_queues(*[q for q in broker._task_queues if q.name != native_queue])  # type: ignore[attr-defined]
             raise
 
     async def _kick(self, task: Task[Any, Any], message: Message) -> None:
@@ -490,11 +743,32 @@ class TaskiqAdapter(Adapter):
         """Re-raise ``exc``, as BrokerUnavailable when the broker did not answer."""
         if isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc):
             raise self._unavailable(what, exc) from None
+        if type(exc).__name__ == "ChannelPreconditionFailed":  # aiormq; not imported for taskiq+redis
+            raise ConfigurationError(
+                f"{what}: RabbitMQ at {self.url.masked} has a queue of that name declared with other arguments "
+                f"({exc}). anytask declares {self.conf.queue_type} queues"
+                + (" with x-max-priority 9" if self.conf.queue_type == "classic" else "")
+                + " and a dead-letter queue: delete the old queue, or pick the matching queue_type= URL parameter"
+                " (quorum queues were the default before priorities)") from None
         raise exc
 
     # -- producer side --------------------------------------------------------------------------------
+    def _check(self, task: Task[Any, Any]) -> dict[str, Any]:
+        """Refuse what this URL cannot do; the record's extra fields (result_ttl, read by cancel())."""
+        if task.options.priority is not None and not self.conf.has_priority:
+            raise UnsupportedFeature(self.name, f"priority (task {task.name})",
+                                     "queue_type=quorum: RabbitMQ 3.x quorum queues have no message priorities; "
+                                     "use the default queue_type=classic (x-max-priority queues)")
+        extra: dict[str, Any] = {"queue": task.options.queue}  # purge() drops the waiting ones of a queue
+        if task.options.result_ttl is not None:
+            extra["result_ttl"] = float(task.options.result_ttl)
+        if task.options.unique_key is not None:
+            extra["unique_key"] = task.options.unique_key
+        return extra
+
     def submit(self, task: Task[Any, Any], message: Message) -> None:
-        self.recorder.submitted(message.id, task.name, enqueued_at=message.enqueued_at)
+        extra = self._check(task)
+        self.recorder.submitted(message.id, task.name, enqueued_at=message.enqueued_at, extra=extra)
         try:
             self._io.run(self._kick(task, message), self.connect_timeout + 2 * self._op_timeout)
         except BaseException as exc:
@@ -502,7 +776,9 @@ class TaskiqAdapter(Adapter):
             self._raise_translated(f"sending {task.name}", exc)
 
     async def asubmit(self, task: Task[Any, Any], message: Message) -> None:
-        await asyncio.to_thread(self.recorder.submitted, message.id, task.name, enqueued_at=message.enqueued_at)
+        extra = self._check(task)
+        await asyncio.to_thread(self.recorder.submitted, message.id, task.name, enqueued_at=message.enqueued_at,
+                                extra=extra)
         try:
             await self._io.arun(self._kick(task, message))
         except BaseException as exc:
@@ -513,6 +789,25 @@ class TaskiqAdapter(Adapter):
 
     def get(self, task_id: str) -> TaskResult:
         return self.recorder.read(task_id)
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Before start: the record turns CANCELLED (one Redis script, only from QUEUED/RETRYING) and the
+        worker acks and skips the message when it arrives. While running: taskiq cannot stop a task."""
+        seen = self.recorder.cancel_before_start(task_id)
+        if seen is Status.CANCELLED:
+            return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, _CANCEL_NOTE)
+        if seen is Status.RUNNING:
+            return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, seen,
+                                "taskiq has no way to stop a running task: it will finish")
+        return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, seen)
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        """SET NX; while the task is pending the claim lives as long as its record (a week), and the
+        task's final write re-expires it with the record (result_ttl), so key and record end together."""
+        return self.recorder.store.claim_unique(key, task_id, max(ttl, DEFAULT_TTL))
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        self.recorder.store.release_unique(key, task_id)
 
     async def _aread(self, task_id: str) -> TaskResult:
         if self._areader is None:
@@ -531,23 +826,44 @@ class TaskiqAdapter(Adapter):
 
     def ping(self) -> None:
         with broker_errors("ping", self.conf.result_url):
-            self.recorder.store.client.ping()  # type: ignore[attr-defined]
+            self.recorder.store.client.ping()
         try:
             self._io.run(self._broker_started(), self.connect_timeout + 2.0)
         except BaseException as exc:
             self._raise_translated("ping", exc)
 
+    def _drop_waiting_records(self, queues: Sequence[str]) -> None:
+        """The records (and unique claims) of the tasks that waited in ``queues``: their messages are gone.
+
+        Records of started or finished tasks are kept until they expire, so a purge of one queue never
+        turns another task's (or a cancelled task's) state into UNKNOWN."""
+        store, wanted = self.recorder.store, {json.dumps(q).encode() for q in queues}
+        waiting = {json.dumps(s.value).encode() for s in (Status.QUEUED, Status.SCHEDULED, Status.RETRYING)}
+        skip = (store.prefix + "unique:", store.prefix + "rate:")
+        with broker_errors("purging task states", self.conf.result_url):
+            keys = [k for k in store.client.scan_iter(match=store.prefix + "*", count=1000)
+                    if not k.decode().startswith(skip)]
+            for i in range(0, len(keys), 500):
+                batch = keys[i:i + 500]
+                pipe = store.client.pipeline(transaction=False)
+                for k in batch:
+                    pipe.hmget(k, "status", "queue", "unique_key")
+                for k, (status, queue, unique) in zip(batch, pipe.execute()):
+                    if status in waiting and queue in wanted:
+                        task_id = k.decode()[len(store.prefix):]
+                        store.client.delete(k)
+                        if unique is not None:
+                            store.release_unique(json.loads(unique), task_id)
+
     def purge(self, queues: Sequence[str] = ("default",)) -> None:
-        store: RedisStateStore = self.recorder.store  # type: ignore[assignment]
-        store.purge()
-        with broker_errors("purging results", self.conf.result_url):
-            for key in store.client.scan_iter(match=self.conf.result_prefix + ":*", count=1000):
-                store.client.delete(key)
+        """Drop the waiting messages of ``queues`` and the records of the tasks that waited in them."""
+        store = self.recorder.store
         if self.conf.transport == "redis":
             with broker_errors("purging queues", self.conf.result_url):
-                for q in queues:
-                    if store.client.exists(self.conf.queue(q)):
-                        store.client.xtrim(self.conf.queue(q), maxlen=0, approximate=False)
+                for stream in self.conf.streams(queues):
+                    if store.client.exists(stream):
+                        store.client.xtrim(stream, maxlen=0, approximate=False)
+            self._drop_waiting_records(queues)
             return
 
         async def purge_amqp() -> None:
@@ -561,6 +877,7 @@ class TaskiqAdapter(Adapter):
             self._io.run(purge_amqp(), self.connect_timeout + self._op_timeout)
         except BaseException as exc:
             self._raise_translated("purging queues", exc)
+        self._drop_waiting_records(queues)
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
@@ -577,7 +894,7 @@ class TaskiqAdapter(Adapter):
                 pass
             loop.stop()
         self._broker, self._started, self._areader = None, None, None
-        self.recorder.store.client.close()  # type: ignore[attr-defined]
+        self.recorder.store.client.close()
 
     # -- worker side ----------------------------------------------------------------------------------
     def worker_command(self, options: WorkerOptions) -> list[str]:
