@@ -230,3 +230,29 @@ def test_the_worker_command_needs_no_bench_dependency() -> None:
             "assert not bad, bad")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_cli_run_and_keeps_the_document(tmp_path: Any, signame: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sig"
+    proc = subprocess.Popen([sys.executable, "-m", "anytask", "bench", "run", "--backends", "memory",
+                             "--modes", "facade", "--configs", "tuned", "--scenarios", "latency-sporadic",
+                             "--n", "100000", "--no-ceilings", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "run.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # inside the measurement
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["interrupted"] is True and "summary" in doc

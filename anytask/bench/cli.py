@@ -16,6 +16,19 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _interrupt_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the run the same way: workers stopped, what was measured
+    kept. SIGINT gets Python's handler back even when the shell started us with it ignored (a
+    background job of a non-interactive shell)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_bench_run(args: argparse.Namespace) -> int:
     import logging
 
@@ -24,6 +37,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 
     if "ANYTASK_LOG" not in os.environ:  # pika/kombu INFO lines would tear up the progress display
         logging.getLogger().setLevel(logging.WARNING)
+    _interrupt_on_signals()
 
     profile = scenarios.PROFILES[args.profile]
     out_dir = os.path.abspath(args.out)
