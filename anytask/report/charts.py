@@ -63,11 +63,12 @@ def _empty(plt: Any, path: str, title: str, why: str) -> str:
     return _save(fig, path)
 
 
-def _n_text(groups: list[Group]) -> str:
+def _n_text(groups: list[Group], whiskers: bool = True) -> str:
     ns = sorted({g.n for g in groups})
     reps = sorted({g.repeats for g in groups})
     return (f"n = {', '.join(str(n) for n in ns)} tasks per measurement, "
-            f"{'/'.join(str(r) for r in reps)} repeat{'s' if reps != [1] else ''}; bars: median, whiskers: min–max")
+            f"{'/'.join(str(r) for r in reps)} repeat{'s' if reps != [1] else ''}"
+            + ("; bars: median, whiskers: min–max" if whiskers else "; bars: median over repeats"))
 
 
 TP = path_getter("throughput")
@@ -198,7 +199,7 @@ def chart_latency_breakdown(plt: Any, data: RunData, path: str) -> str:
         ax.set_xticklabels([r[0] for r in rows], fontsize=7)
         ax.set_ylabel("ms (medians of the parts)")
         ax.set_title(f"{sc}: enqueue → start, run, end → result seen (p50 of each part, stacked)\n"
-                     f"{_n_text([g for _, g in rows])}", fontsize=10)
+                     f"{_n_text([g for _, g in rows], whiskers=False)}", fontsize=10)
         ax.legend(loc="upper left")
         ax.margins(y=0.15)
     fig.suptitle(TITLES["latency_breakdown"], fontsize=12)
@@ -222,11 +223,13 @@ def chart_resources(plt: Any, data: RunData, path: str) -> str:
     backends = sorted({g.backend for g in groups})
     panels = [("cpu_s_per_1k", path_getter("cpu_s_per_1k"), "worker-tree CPU-seconds per 1,000 tasks", False),
               ("rss_mb", path_getter("rss_mb"), "peak RSS of the worker process tree, MiB", False),
-              ("per_mb", _per_mb, "tasks/s per MiB of worker RSS (log)", True)]
+              ("per_mb", _per_mb, "tasks/s per MiB of worker RSS", False)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.8 * len(panels)), squeeze=False)
     for ax, (_name, getter, ylabel, log) in zip(axes[:, 0], panels):
         series = [(f"{c} / {m}", _stats_by(data, sc, c, m, getter, backends), COLOURS[(c, m)]) for c, m in SERIES]
-        _grouped_bars(ax, backends, series, log=log)
+        have = [b for b in backends if any(st.get(b) for _, st, _ in series)]  # memory:// has no worker tree
+        series = [(label, {b: st.get(b) for b in have}, colour) for label, st, colour in series]
+        _grouped_bars(ax, have, series, log=log)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     axes[0, 0].set_title(f"{sc}: sampled every 0.25 s during the drain (psutil); memory:// runs in the producer "

@@ -17,11 +17,14 @@ main{max-width:1240px;margin:0 auto;padding:16px 20px}
 h1{font-size:24px;margin:8px 0 12px}h2{font-size:20px;margin-top:28px;border-bottom:1px solid #ddd}
 h3{font-size:16px;margin-top:22px}
 table{border-collapse:collapse;width:100%;margin:8px 0 14px;font-size:13px}
-th,td{border:1px solid #d0d0d0;padding:4px 6px;vertical-align:top;text-align:left;overflow-wrap:anywhere}
+th,td{border:1px solid #d0d0d0;padding:4px 6px;vertical-align:top;text-align:left;overflow-wrap:break-word}
+table.kv td,table.configs td,table.errors td{overflow-wrap:anywhere}
 th{background:#f2f2f2;position:sticky;top:0}
 table.counts,table.kv{width:auto;max-width:100%}
 table.kv td:first-child,table.ranking td:first-child{white-space:nowrap}
-table.verdicts td:nth-child(4){white-space:nowrap}
+table.verdicts td:first-child{white-space:nowrap}
+table.verdicts td:nth-child(3){word-break:break-word;min-width:9em}
+.v{white-space:nowrap}
 code{font-family:"DejaVu Sans Mono",monospace;font-size:12px;background:#f6f6f6;padding:0 2px}
 figure{margin:12px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-style:italic;color:#555;font-size:13px}

@@ -171,11 +171,11 @@ def _links(groups: tuple[Group, ...] | list[Group]) -> list[tuple[str, str]]:
 
 def _comparability(claim: C.Claim, data: RunData) -> str:
     env = data.env
-    hw = f"{env.get('cpu_count', '?')} cores ({env.get('cpu_model', '?')})"
+    hw = f"{env.get('cpu_count', '?')} cores, {env.get('cpu_model', '?')}"
     if claim.metric in ("throughput", "throughput_max_workers"):
-        return f"the survey does not say its hardware, concurrency or broker: compared per core, measured on {hw}"
+        return f"compared per core: the survey gives no hardware, concurrency or broker (here: {hw})"
     if claim.kind == "latency" or claim.metric.endswith("p50"):
-        return f"the survey does not say its hardware or broker: measured on {hw}, same host"
+        return f"the survey gives no hardware or broker (here: {hw}, producer and workers on one host)"
     return ""
 
 
