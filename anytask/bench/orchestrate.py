@@ -188,6 +188,7 @@ def run(opts: Options, display: Display | None = None) -> Run:
                 pass
         st.run.meta["redis_db"] = st.iso.redis_db if uses_redis else None
         st.run.meta["finished"] = time.time()
+        st.run.results = [replace(r, of_floor=summary.of_floor(r, st.run.ceilings)) for r in st.run.results]
         st.run.meta["summary"] = summary.aggregate(st.run.results, st.run.ceilings)
         st.save()
         display.end()

@@ -26,6 +26,20 @@ def _floor(ceilings: dict[str, Any], backend: str) -> dict[str, Any] | None:
     return (ceilings or {}).get({"redis": "redis-py", "amqp": "pika"}.get(transport, ""))
 
 
+def of_floor(r: Record, ceilings: dict[str, Any] | None) -> float | None:
+    """A record's figure as a fraction of its broker's raw floor: drain rate / raw drain rate, or
+    raw round-trip p50 / the record's p50 (both 1.0 = as fast as the bare broker)."""
+    floor = _floor(ceilings or {}, r.backend)
+    if not floor or r.error:
+        return None
+    if r.throughput and floor.get("throughput"):
+        return float(r.throughput / floor["throughput"])
+    p50 = (r.latency_ms or {}).get("p50")
+    if p50 and floor.get("latency_p50_ms"):
+        return float(floor["latency_p50_ms"] / p50)
+    return None
+
+
 def aggregate(records: Iterable[Record], ceilings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, str, str, int], list[Record]] = defaultdict(list)
     for r in records:
