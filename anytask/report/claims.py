@@ -253,7 +253,7 @@ def decide_lowest(library: str, values: dict[str, float], params: dict[str, Any]
     if len(lower) == 1:
         return Decision(PARTLY, f"second lowest of {len(values)} libraries, above {lower[0]} ({listing})", 0.5)
     return Decision(REFUTED, f"{len(lower)} of {len(values) - 1} other libraries are lower ({listing})",
-                    float(len(lower)))
+                    len(lower) / (len(values) - 1))
 
 
 def decide_order(expected: list[str], values: dict[str, float], higher_first: bool) -> Decision:

@@ -304,12 +304,20 @@ def counts(verdicts: list[Verdict]) -> dict[str, dict[str, int]]:
     return out
 
 
-def surprises(verdicts: list[Verdict], k: int = 5) -> list[Verdict]:
-    """The refuted claims furthest from what the survey says (then the partly ones)."""
+def surprises(verdicts: list[Verdict], k: int = 6) -> list[Verdict]:
+    """The claims furthest from what the survey says: first the worst one of each kind (throughput, latency,
+    resource, feature, side), then the next worst overall; refuted before partly, then by deviation."""
     pool = [v for v in verdicts if v.verdict in (C.REFUTED, C.PARTLY)]
     pool.sort(key=lambda v: (v.verdict != C.REFUTED, -(v.deviation if math.isfinite(v.deviation) else 1e9),
                              v.claim.id))
-    return pool[:k]
+    out: list[Verdict] = []
+    for kind in C.KINDS:
+        first = next((v for v in pool if v.claim.kind == kind), None)
+        if first is not None:
+            out.append(first)
+    out += [v for v in pool if v not in out][: max(0, k - len(out))]
+    out.sort(key=lambda v: pool.index(v))
+    return out[:k]
 
 
 @dataclass(frozen=True)
