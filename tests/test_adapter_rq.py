@@ -37,7 +37,7 @@ redis = pytest.importorskip("redis")
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from anytask.adapters.rq import RQAdapter, parse_exc_string
+from anytask.adapters.rq import CANCEL_FLAG, RATE_KEY, RQAdapter, parse_exc_string, worker_queue_order
 
 HOST, _, PORT = REDIS.partition(":")
 DB = 9  # not used by any conformance case
@@ -71,6 +71,11 @@ async def awhoami() -> dict[str, Any]:
 @anytask.task
 def rq_option_names(timeout: int, description: str, meta: dict[str, Any], job_id: str) -> list[Any]:
     return [timeout, description, meta, job_id]  # names RQ's enqueue() would take for itself
+
+
+@anytask.task
+def rated(token: str) -> str:
+    return token
 
 
 @anytask.task
@@ -215,6 +220,157 @@ def test_task_unknown_to_the_worker_fails_with_task_not_registered(client: anyta
     assert "anytask.testing.nowhere.ghost" in ei.value.message
 
 
+# -- progress, priority, cancel, rate limit, unique keys, result TTL --------------------------------
+
+
+def test_progress_is_rqs_job_meta(client: anytask.Client, worker: WorkerProcess) -> None:
+    h = client.submit(tasks.with_progress, 2, 0.05)
+    assert h.result(timeout=20) == 2
+    assert rq_job(client, h.id).meta["anytask_progress"] == {"done": 2, "total": 2, "stage": "step"}
+    assert h.progress() == {"done": 2, "total": 2, "stage": "step"}
+
+
+def test_priority_goes_to_rq_priority_queues(client: anytask.Client) -> None:
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    q = f"prio{uuid.uuid4().hex[:6]}"  # no worker listens: the jobs wait where the producer put them
+    try:
+        hi = client.submit(tasks.add.using(queue=q, priority=8), 1, 1)
+        lo = client.submit(tasks.add.using(queue=q, priority=0), 1, 1)
+        plain = client.submit(tasks.add.using(queue=q), 1, 1)
+        assert rq_job(client, hi.id).origin == f"{q}:p8"
+        assert rq_job(client, lo.id).origin == q and rq_job(client, plain.id).origin == q
+        assert rq.Queue(f"{q}:p8", connection=adapter.redis).job_ids == [hi.id]
+        assert rq.Queue(q, connection=adapter.redis).job_ids == [lo.id, plain.id]
+        adapter.purge([q])  # the priority queues are purged with their queue
+        assert rq.Queue(f"{q}:p8", connection=adapter.redis).count == 0
+        assert hi.status() is Status.UNKNOWN
+    finally:
+        adapter.purge([q])
+
+
+def test_cancel_removes_a_scheduled_job_natively(client: anytask.Client) -> None:
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    h = client.submit(tasks.add.using(delay=60, result_ttl=120), 1, 2)
+    res = h.cancel()
+    assert res.outcome is anytask.CancelOutcome.CANCELLED_BEFORE_START and res.status is Status.CANCELLED
+    job = rq_job(client, h.id)
+    assert job.get_status() == "canceled"
+    assert h.id not in rq.Queue("default", connection=adapter.redis).scheduled_job_registry.get_job_ids()
+    assert h.id in rq.Queue("default", connection=adapter.redis).canceled_job_registry.get_job_ids()
+    assert 100 < adapter.redis.ttl(Job.key_for(h.id)) <= 120  # RQ would keep a cancelled job forever
+    info = h.get()
+    assert info.attempts == 0 and info.started_at is None and "before it started" in info.note
+
+
+def test_cancel_of_a_job_a_worker_already_holds_never_runs_it(client: anytask.Client, worker: WorkerProcess,
+                                                              tmp_path: Any) -> None:
+    """The window RQ's job.cancel() leaves open: the id is popped by a worker (here: by hand) but the job
+    has not started. The flag read by the wrapper right before the task body keeps it from running."""
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    path = str(tmp_path / "held.txt")
+    q = f"held{uuid.uuid4().hex[:6]}"  # no worker listens to it yet
+    try:
+        h = client.submit(tasks.record.using(queue=q), path, "held")
+        queue = rq.Queue(q, connection=adapter.redis)
+        assert adapter.redis.lpop(queue.key) == h.id.encode()  # what a worker's BLPOP does
+        adapter.CANCEL_WAIT = 0.5  # type: ignore[misc]  # it never starts: cancel gives up waiting
+        res = h.cancel()
+        assert res.outcome is anytask.CancelOutcome.CANCELLED_BEFORE_START
+        assert adapter.redis.exists(CANCEL_FLAG + h.id)
+        # the worker goes on with the job it holds: status started, then the wrapper refuses the body
+        adapter.redis.rpush(queue.key, h.id)
+        with WorkerProcess(URL, concurrency=1, queues=[q]):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and rq_job(client, h.id).get_status() != "stopped":
+                time.sleep(0.05)
+            assert rq_job(client, h.id).get_status() == "stopped"  # RQ's own state: stopped, not failed
+            after = client.submit(tasks.record.using(queue=q), path, "after")
+            assert after.result(timeout=20) == "after"
+        assert (tmp_path / "held.txt").read_text().split() == ["after"]
+        info = h.get()
+        assert info.status is Status.CANCELLED and info.started_at is None and info.attempts == 0
+        assert rq_job(client, h.id).meta["anytask_cancel"] == "skipped"
+    finally:
+        adapter.__dict__.pop("CANCEL_WAIT", None)
+        adapter.purge([q])
+
+
+def test_cancel_interrupts_a_simpleworker_job(tmp_path: Any) -> None:
+    """RQ's SimpleWorker ignores stop-job (no horse to kill); the tuned config's worker class stops the body."""
+    c = _client(PREFIXED)
+    c.adapter.purge(["default"])
+    path = str(tmp_path / "simple.txt")
+    w = WorkerProcess(PREFIXED, tasks=["anytask.testing.tasks", THIS], concurrency=1, config="tuned",
+                      env=WORKER_ENV).start()
+    try:
+        w.wait_ready(c)
+        h = c.submit(tasks.slow_record, path, 5.0)
+        deadline = time.monotonic() + 15
+        while h.status() is not Status.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        res = h.cancel()
+        assert res.outcome is anytask.CancelOutcome.TERMINATED_WHILE_RUNNING, res
+        assert time.monotonic() - t0 < 2.0
+        assert rq_job(c, h.id).get_status() == "stopped"
+        assert h.get().note == "terminated while running by an RQ stop-job command"
+        assert c.submit(whoami.using()).result(timeout=20)["pid"] == w.pid  # same worker process goes on
+        time.sleep(0.5)
+        assert (tmp_path / "simple.txt").read_text().split() == ["start"]
+    finally:
+        assert w.stop() == 0, w.output()
+        c.adapter.purge(["default"])
+        c.close()
+
+
+def test_rate_limit_defers_into_rqs_schedule(client: anytask.Client, worker: WorkerProcess) -> None:
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    adapter.redis.delete(RATE_KEY + rated.name)  # the window of an earlier run of this test
+    limited = rated.using(rate_limit="1/m")
+    first = client.submit(limited, "first")
+    assert first.result(timeout=20) == "first"
+    second = client.submit(limited, "second")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and rq_job(client, second.id).get_status() != "scheduled":
+        time.sleep(0.05)
+    job = rq_job(client, second.id)
+    assert job.get_status() == "scheduled"  # back in RQ's ScheduledJobRegistry, no worker slot held
+    assert 50 < job.meta["anytask_rate_deferred"] - time.time() <= 61
+    assert second.status() is Status.QUEUED  # waiting for its turn, not a delay= the user asked
+    assert client.submit(tasks.add, 1, 1).result(timeout=20) == 2  # other tasks are not held up
+    assert second.cancel().outcome is anytask.CancelOutcome.CANCELLED_BEFORE_START
+
+
+def test_unique_key_is_claimed_with_set_nx_ex(client: anytask.Client, worker: WorkerProcess) -> None:
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    key = f"u-{uuid.uuid4().hex}"
+    h = client.submit(tasks.add.using(unique_key=key, result_ttl=30), 1, 2)
+    assert adapter.redis.get(f"anytask:rq:unique:{key}") == h.id.encode()
+    assert 25 < adapter.redis.ttl(f"anytask:rq:unique:{key}") <= 30
+    assert client.submit(tasks.add.using(unique_key=key), 5, 5).id == h.id
+    assert h.result(timeout=20) == 3
+
+
+def test_result_ttl_is_rqs_result_and_failure_ttl(client: anytask.Client, worker: WorkerProcess) -> None:
+    adapter = client.adapter
+    assert isinstance(adapter, RQAdapter)
+    ok = client.submit(tasks.add.using(result_ttl=40.2), 1, 1)
+    assert ok.result(timeout=20) == 2
+    job = rq_job(client, ok.id)
+    assert job.result_ttl == 41 and job.failure_ttl == 41  # whole seconds, rounded up
+    for key in (Job.key_for(ok.id), f"rq:results:{ok.id}"):
+        assert 35 < adapter.redis.ttl(key) <= 41
+    bad = client.submit(tasks.fail.using(result_ttl=40), "x")
+    with pytest.raises(TaskFailed):
+        bad.result(timeout=20)
+    assert 35 < adapter.redis.ttl(Job.key_for(bad.id)) <= 40
+
+
 # -- broker down -----------------------------------------------------------------------------------
 
 
@@ -248,7 +404,9 @@ def test_worker_command_lines() -> None:
     adapter = _client(PREFIXED).adapter
     assert isinstance(adapter, RQAdapter)
     one = adapter.worker_argv(anytask.WorkerOptions(concurrency=1, queues=("a", "b")))
-    assert one[0] == "worker" and "--with-scheduler" in one and one[-2:] == ["t_rq.a", "t_rq.b"]
+    assert one[0] == "worker" and "--with-scheduler" in one
+    # priority emulation: RQ takes the first non-empty queue, so p9 of every queue comes first, plain ones last
+    assert one[-20:] == [f"t_rq.{q}:p{p}" for p in range(9, 0, -1) for q in "ab"] + ["t_rq.a", "t_rq.b"]
     assert one[one.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
     assert one[one.index("--job-class") + 1] == "anytask.adapters.rq.AnytaskJob"
     assert one[one.index("--worker-class") + 1] == "anytask.adapters.rq.AnytaskWorker"  # rq.Worker + signal fix
@@ -274,7 +432,7 @@ def test_named_configs_run_tasks_and_stop_cleanly_on_sigterm(config: str, concur
         assert isinstance(adapter, RQAdapter)
         if extra:  # RQ's registry shows the worker under the name given after '--', on the prefixed queue
             named = [wk for wk in rq.Worker.all(connection=adapter.redis) if wk.name == name]
-            assert len(named) == 1 and named[0].queue_names() == ["t_rq.default"]
+            assert len(named) == 1 and named[0].queue_names() == worker_queue_order(["t_rq.default"])
         h = c.submit(whoami)
         r = h.result(timeout=20)
         assert rq_job(c, h.id).origin == "t_rq.default"

@@ -9,7 +9,10 @@
   through ``execution.call`` (JSON-checked result) and writes the failure's ErrorInfo into
   ``job.meta``. Coroutines are run by RQ itself (``Job._execute`` does ``asyncio.run``).
 * RQ keeps the states (queued/scheduled/started/finished/failed...), so no extra state store is
-  used; RETRYING is read from RQ's ``retries_left`` countdown.
+  used; RETRYING is read from RQ's ``retries_left`` countdown. Progress lives in ``job.meta``.
+* CANCEL: ``job.cancel()`` for waiting jobs, RQ's stop-job command for running ones, plus a cancel flag
+  the wrapper reads before the task body. PRIORITY: one RQ queue per level (``<queue>:pN``), consumed in
+  order. RATE_LIMIT: RedisRateLimiter in the worker class, over-limit jobs go back to RQ's schedule.
 
 URL parameters: ``prefix`` (prepended to RQ queue names), ``timeout`` (Redis connect timeout, s).
 See docs/adapters/rq.md.
@@ -21,14 +24,17 @@ import functools
 import math
 import re
 import signal
+import threading
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, Worker
-from rq.exceptions import DeserializationError
+from rq.command import send_stop_job_command
+from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -36,20 +42,28 @@ from rq.utils import import_attribute
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
-from ..facade.capabilities import Capabilities, Feature, native, unsupported
-from ..facade.errors import ConfigurationError, ResultTimeout, TaskNotRegistered
-from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskNotRegistered
+from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
-from ..facade.task import Task, get_task
+from ..facade.task import Task, get_task, parse_rate
 from ..facade.url import BackendURL
-from ._redis_state import broker_errors, connect
+from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors, connect
 
 SERIALIZER = "rq.serializers.JSONSerializer"
 JOB_CLASS = "anytask.adapters.rq.AnytaskJob"
 RESULT_TTL = int(DEFAULT_TTL)  # RQ keeps results 500 s and failures 1 year by default: one week for both
 META_RETRIES = "anytask_retries"  # retries asked at submit (the worker's Task may differ after .using())
 META_ERROR = "anytask_error"  # ErrorInfo dict + "attempt", written by the worker wrapper on failure
+META_PROGRESS = "anytask_progress"  # the last anytask.progress() of the task
+META_RATE = "anytask_rate"  # {"rate": "5/s", "key": limiter key} when the submit asked a rate limit
+META_DEFERRED = "anytask_rate_deferred"  # unix time until which the worker put the job back (rate limit)
+META_CANCEL = "anytask_cancel"  # "skipped": the worker found the cancel flag and never ran the task
+CANCEL_FLAG = "anytask:rq:cancel:"  # + job id: set by cancel() before anything else, read by the wrapper
+RATE_KEY = "anytask:rq:rate:"  # + URL prefix + task name: RedisRateLimiter's sliding window
+PRIORITY_LEVELS = range(9, 0, -1)  # priority N > 0 -> RQ queue "<queue>:pN"; 0/None -> "<queue>" itself
+STOP_SIGNAL = signal.SIGUSR1  # tuned config (SimpleWorker): interrupts the task body in the worker process
 
 _STATUS = {  # RQ JobStatus value -> Status (string keys: RQ 2.x lacks the last two)
     "queued": Status.QUEUED,
@@ -57,7 +71,7 @@ _STATUS = {  # RQ JobStatus value -> Status (string keys: RQ 2.x lacks the last 
     "started": Status.RUNNING,
     "finished": Status.SUCCEEDED,
     "failed": Status.FAILED,
-    "stopped": Status.CANCELLED,  # killed by an RQ stop-job command
+    "stopped": Status.CANCELLED,  # killed by an RQ stop-job command, or skipped because cancelled
     "canceled": Status.CANCELLED,
     "deferred": Status.QUEUED,  # waiting for dependencies (anytask creates none yet)
     "created": Status.QUEUED,
@@ -70,7 +84,32 @@ class WorkerFailure(Exception):
     """The type reported when RQ failed a job outside the task (e.g. the work horse was killed)."""
 
 
+class CancelledBeforeStart(Exception):
+    """Raised by the worker wrapper instead of running a task whose cancel flag is set."""
+
+
+class StopRequested(BaseException):
+    """Raised inside the task body of a SimpleWorker by an RQ stop-job command (BaseException: a task's
+    ``except Exception`` does not swallow it; RQ's perform_job catches everything)."""
+
+
+def priority_queue(name: str, priority: int | None) -> str:
+    """The RQ queue of a (prefixed) queue name and a facade priority: 0/None -> ``name``, N -> ``name:pN``.
+
+    ``:`` cannot appear in a facade queue name, so a priority queue never collides with a user queue."""
+    return f"{name}:p{priority}" if priority else name
+
+
+def worker_queue_order(names: Sequence[str]) -> list[str]:
+    """The RQ queues a worker listens to, in RQ's (strict, first non-empty wins) order:
+    priority 9 of every queue, then 8, ... then 1, then the plain queues (priority 0 / none)."""
+    return [priority_queue(n, p) for p in PRIORITY_LEVELS for n in names] + list(names)
+
+
 # -- worker side ---------------------------------------------------------------------------------
+
+_skipped: set[str] = set()  # job ids the wrapper refused to run in this process (cancelled before start)
+_body: list[str | None] = [None]  # the job whose task body runs in this process now (SimpleWorker stop)
 
 
 def _attempt(job: Job) -> int:
@@ -100,24 +139,50 @@ def _record_failure(job: Job, exc: BaseException, attempt: int) -> None:
         pass
 
 
+def _save_progress(job: Job, data: dict[str, Any]) -> None:
+    job.meta[META_PROGRESS] = data
+    job.save_meta()  # type: ignore[no-untyped-call]  # HSET of the meta field only
+
+
+def _refuse_if_cancelled(job: Job) -> None:
+    """The last check before the task body: a job cancelled while a worker held it is never run."""
+    if job.connection.exists(CANCEL_FLAG + job.id):
+        job.meta[META_CANCEL] = "skipped"
+        job.save_meta()  # type: ignore[no-untyped-call]
+        _skipped.add(job.id)  # the worker class turns the failure into RQ's STOPPED
+        raise CancelledBeforeStart(f"job {job.id} was cancelled before it started")
+
+
+def _context(job: Job, task: Task[Any, Any], attempt: int) -> execution.TaskContext:
+    return execution.TaskContext(job.id, task.name, attempt, functools.partial(_save_progress, job))
+
+
 def _run_sync(job: Job, task: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    _refuse_if_cancelled(job)
     attempt = _attempt(job)
+    _body[0] = job.id
     try:
-        with execution.task_context(execution.TaskContext(job.id, task.name, attempt)):
+        with execution.task_context(_context(job, task, attempt)):
             return execution.call(task, args, kwargs)
     except Exception as exc:
         _record_failure(job, exc, attempt)
         raise
+    finally:
+        _body[0] = None
 
 
 async def _run_async(job: Job, task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
+    _refuse_if_cancelled(job)
     attempt = _attempt(job)
+    _body[0] = job.id
     try:
-        with execution.task_context(execution.TaskContext(job.id, task.name, attempt)):
+        with execution.task_context(_context(job, task, attempt)):
             return await execution.acall(task, args, kwargs)
     except Exception as exc:
         _record_failure(job, exc, attempt)
         raise
+    finally:
+        _body[0] = None
 
 
 class AnytaskJob(Job):
@@ -140,8 +205,37 @@ class AnytaskJob(Job):
         return functools.partial(_run_sync, self, target)
 
 
-class _SignalsToMainThread:
-    """Keep SIGTERM/SIGINT/SIGALRM off RQ's pubsub thread.
+def _defer_for_rate_limit(worker: Any, job: Job, queue: Queue) -> bool:
+    """Before a job runs: take a slot of its task's rate limit, or put the job back into RQ's
+    ScheduledJobRegistry until the window has room (RQ's scheduler re-queues it; no slot is held)."""
+    spec = job.meta.get(META_RATE)
+    if not isinstance(spec, dict):
+        return False
+    try:
+        count, period = parse_rate(str(spec.get("rate")))
+        limiter = RedisRateLimiter(worker.connection, prefix=RATE_KEY)
+        wait = limiter.acquire(str(spec.get("key") or job.func_name), count, period, uuid.uuid4().hex)
+    except (ConfigurationError, BrokerUnavailable, redis.RedisError) as exc:  # never kill the worker loop
+        worker.log.warning("Worker %s: rate limit of job %s not applied: %s", worker.name, job.id, exc)
+        return False
+    if wait <= 0:
+        return False
+    job.meta[META_DEFERRED] = time.time() + wait
+    with worker.connection.pipeline() as pipe:
+        at = datetime.fromtimestamp(math.ceil(time.time() + wait), tz=UTC)  # RQ truncates to whole seconds
+        queue.schedule_job(job, at, pipeline=pipe)  # saves the meta too
+        pipe.lrem(queue.intermediate_queue_key, 1, job.id)  # the single-queue dequeue path (BLMOVE)
+        pipe.execute()
+    worker.log.debug("Worker %s: job %s over its rate limit, back in %.2fs", worker.name, job.id, wait)
+    return True
+
+
+class _AnytaskWorkerMixin:
+    """What every anytask RQ worker class adds to RQ's:
+
+    * **rate limits**: ``execute_job`` first takes a slot of the job's rate limit (or defers the job);
+    * **cancel**: a job the wrapper refused to run (cancel flag) ends as RQ's ``stopped``, not failed;
+    * **signals**: SIGTERM/SIGINT/SIGALRM are kept off RQ's pubsub thread.
 
     RQ 3's worker runs a pubsub thread blocked in ``recv()`` while the main thread blocks in BLMOVE
     (up to ``worker_ttl - 15`` = 405 s). A process-directed signal the kernel hands to the pubsub thread
@@ -152,6 +246,8 @@ class _SignalsToMainThread:
     main thread (SIGALRM too: SimpleWorker's time limit is a SIGALRM in the main thread).
     """
 
+    _stopped_job_id: str | None  # RQ's BaseWorker attribute: the job a stop-job command asked to stop
+
     def subscribe(self) -> None:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
         try:
@@ -159,13 +255,41 @@ class _SignalsToMainThread:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if _defer_for_rate_limit(self, job, queue):
+            return
+        super().execute_job(job, queue)  # type: ignore[misc]
 
-class AnytaskWorker(_SignalsToMainThread, Worker):
-    """``rq.Worker`` (RQ's default: a forked work horse per job) with the pubsub signal fix."""
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        if job.id in _skipped:
+            _skipped.discard(job.id)
+            self._stopped_job_id = job.id  # RQ then marks it STOPPED and never retries it
+        super().handle_job_failure(job, queue, *args, **kwargs)  # type: ignore[misc]
 
 
-class AnytaskSimpleWorker(_SignalsToMainThread, SimpleWorker):
-    """``rq.SimpleWorker``: jobs run in the worker process itself, no fork per job."""
+class AnytaskWorker(_AnytaskWorkerMixin, Worker):
+    """``rq.Worker`` (RQ's default: a forked work horse per job) with anytask's additions."""
+
+
+class AnytaskSimpleWorker(_AnytaskWorkerMixin, SimpleWorker):
+    """``rq.SimpleWorker``: jobs run in the worker process itself, no fork per job.
+
+    RQ's SimpleWorker ignores stop-job commands (there is no horse to kill); here the command interrupts
+    the task body like SimpleWorker's own time limit does (a signal to the main thread whose handler
+    raises), but only while the body of the job to stop runs, never inside RQ's bookkeeping.
+    """
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+        signal.signal(STOP_SIGNAL, self._stop_body)
+
+    def _stop_body(self, signum: int, frame: Any) -> None:
+        if _body[0] is not None and _body[0] == self._stopped_job_id:
+            raise StopRequested(f"job {_body[0]} stopped by an RQ stop-job command")
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if _body[0] is not None and _body[0] == self._stopped_job_id:  # called from the pubsub thread
+            signal.pthread_kill(threading.main_thread().ident, STOP_SIGNAL)  # type: ignore[arg-type]
 
 
 class ReliableWorker(AnytaskWorker):
@@ -222,20 +346,40 @@ class RQAdapter(Adapter):
             Feature.QUEUES: native("RQ queues (URL param prefix= is prepended to the names)"),
             Feature.ASYNC_TASKS: native("RQ's Job._execute runs a coroutine function with asyncio.run"),
             Feature.DELAY: native("Queue.schedule_job into RQ's ScheduledJobRegistry (status scheduled); "
-                                  "the worker runs RQ's scheduler (--with-scheduler), 1 s resolution"),
-            Feature.PRIORITY: unsupported("not wired in anytask yet; RQ has no priorities, only "
-                                          "enqueue at_front and queue order"),
-            Feature.CANCEL: unsupported("not wired in anytask yet; RQ has job.cancel() and "
-                                        "send_stop_job_command"),
-            Feature.PROGRESS: unsupported("not wired in anytask yet; RQ has job.meta + save_meta()"),
+                                  "the worker runs RQ's scheduler (--with-scheduler). RQ keeps whole seconds, "
+                                  "truncated: the ETA is rounded up, so a job never starts early; 0-2 s late"),
+            Feature.PRIORITY: emulated(
+                "RQ has no priorities; its documented way is several queues a worker consumes in order: "
+                "priority N>0 goes to RQ queue '<queue>:pN', 0/None to '<queue>', and the worker listens to "
+                "p9..p1 of all its queues, then the plain ones (RQ takes the first non-empty queue); exact "
+                "for the 10 levels. Weaker: a worker of several RQ queues dequeues with BLPOP, not BLMOVE "
+                "into RQ's intermediate queue, so a worker killed between the pop and the job's start loses "
+                "the job (stays QUEUED) instead of failing it"),
+            Feature.CANCEL: native(
+                "queued/scheduled: removed from RQ's queue or ScheduledJobRegistry (MULTI) then job.cancel() "
+                "(status canceled); running: rq.command.send_stop_job_command (the work horse is killed, "
+                "status stopped; in the tuned SimpleWorker a signal interrupts the task body). A cancel flag "
+                "the worker wrapper reads before the task body covers a job a worker already holds, so a "
+                "job cancelled before start never runs. cancel() waits up to 5 s for the worker to confirm "
+                "a stop, else answers NOT_INTERRUPTIBLE (e.g. a plain rq SimpleWorker, which ignores stop-job)"),
+            Feature.PROGRESS: native("job.meta['anytask_progress'] + job.save_meta() (one HSET of the meta "
+                                     "field) from the worker wrapper"),
             Feature.CHAIN: unsupported("not wired in anytask yet; RQ has depends_on"),
             Feature.GROUP: unsupported("not wired in anytask yet; RQ has rq.group.Group"),
             Feature.CHORD: unsupported("not wired in anytask yet; RQ has depends_on with several jobs"),
-            Feature.RATE_LIMIT: unsupported("not wired in anytask yet; RQ 3 has rq.RateLimit (concurrency "
-                                            "limits)"),
-            Feature.UNIQUE: unsupported("not wired in anytask yet; RQ has enqueue(unique=True) on job ids"),
-            Feature.RESULT_TTL: unsupported("not wired in anytask yet; RQ has result_ttl/failure_ttl per job "
-                                            "(anytask sets both to 7 days)"),
+            Feature.RATE_LIMIT: emulated(
+                "RQ 3's rq.RateLimit limits concurrency, not starts per period: the anytask worker class "
+                "takes a slot of RedisRateLimiter (sliding window in Redis, cluster-wide, per task name) "
+                "before running the job, else puts it back into RQ's ScheduledJobRegistry until the window "
+                "has room (no slot is held while waiting; QUEUED meanwhile). RQ's scheduler re-queues it "
+                "with 1 s resolution, so starts may come up to ~1 s later than the window allows"),
+            Feature.UNIQUE: emulated(
+                "RQ's enqueue(unique=True) only refuses a duplicate job id: the key is claimed with Redis "
+                "SET NX EX (RedisStateStore.claim_unique) in RQ's Redis before the enqueue, for result_ttl "
+                "(or 7 days) from the submit"),
+            Feature.RESULT_TTL: native("RQ's result_ttl and failure_ttl per job (job hash and result stream "
+                                       "expire that long after the end), whole seconds rounded up, at least 1; "
+                                       "a cancelled job's hash gets the same EXPIRE"),
             Feature.PERIODIC: unsupported("not wired in anytask yet; RQ has rq.cron / Repeat"),
         },
         needs_worker=True,
@@ -252,14 +396,17 @@ class RQAdapter(Adapter):
         # replies bounded too (a silent port fails fast), but above the 1 s blocking wait of result reads
         self.redis = connect(url.broker_url, self.connect_timeout, read_timeout=max(self.connect_timeout, 1.5))
         self._queues: dict[str, Queue] = {}
+        self.unique = RedisStateStore(self.redis, prefix=f"anytask:rq:{self.prefix}", url=url.raw)
 
-    def queue_name(self, name: str) -> str:
-        return self.prefix + name
+    def queue_name(self, name: str, priority: int | None = None) -> str:
+        """The RQ queue of a facade queue (and priority): ``prefix + name`` (``:pN`` for priority N > 0)."""
+        return priority_queue(self.prefix + name, priority)
 
-    def _queue(self, name: str) -> Queue:
-        q = self._queues.get(name)
+    def _queue(self, name: str, priority: int | None = None) -> Queue:
+        rq_name = self.queue_name(name, priority)
+        q = self._queues.get(rq_name)
         if q is None:
-            q = self._queues[name] = Queue(self.queue_name(name), connection=self.redis, serializer=JSONSerializer)
+            q = self._queues[rq_name] = Queue(rq_name, connection=self.redis, serializer=JSONSerializer)
         return q
 
     # -- producer side ---------------------------------------------------------------------------
@@ -269,21 +416,33 @@ class RQAdapter(Adapter):
         if o.retries:
             intervals = [o.retry_backoff * 2 ** i for i in range(o.retries)]
             retry = Retry(max=o.retries, interval=intervals if any(intervals) else 0)
-        queue = self._queue(message.queue)
+        queue = self._queue(message.queue, o.priority)
         eta = message.options.get("eta")
+        meta: dict[str, Any] = {}
+        if o.retries:
+            meta[META_RETRIES] = o.retries
+        if o.rate_limit:
+            meta[META_RATE] = {"rate": o.rate_limit, "key": self.prefix + task.name}
+        ttl = self.record_ttl(o.result_ttl)
         with broker_errors(f"submitting {task.name}", self.url.raw):
             job = queue.create_job(
                 task.name, args=list(message.args), kwargs=dict(message.kwargs), job_id=message.id,
-                timeout=math.ceil(o.timeout) if o.timeout else -1, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
-                meta={META_RETRIES: o.retries} if o.retries else None, retry=retry,
-                status=JobStatus.SCHEDULED if eta is not None else JobStatus.QUEUED)
+                timeout=math.ceil(o.timeout) if o.timeout else -1, result_ttl=ttl, failure_ttl=ttl,
+                meta=meta or None, retry=retry, status=JobStatus.SCHEDULED if eta is not None else JobStatus.QUEUED)
             job.created_at = datetime.fromtimestamp(message.enqueued_at, tz=UTC)
             with self.redis.pipeline() as pipe:  # one MULTI/EXEC: job hash + queue (or schedule) together
                 if eta is not None:
-                    queue.schedule_job(job, datetime.fromtimestamp(eta, tz=UTC), pipeline=pipe)
+                    # RQ stores and compares whole seconds, truncated: round up, never run early
+                    queue.schedule_job(job, datetime.fromtimestamp(math.ceil(eta), tz=UTC), pipeline=pipe)
                 else:
                     queue.enqueue_job(job, pipeline=pipe)
                 pipe.execute()
+
+    @staticmethod
+    def record_ttl(result_ttl: float | None) -> int:
+        """RQ's result_ttl/failure_ttl for a facade result_ttl: whole seconds, rounded up, at least 1
+        (RQ gives 0 and -1 special meanings: delete at once, keep forever)."""
+        return RESULT_TTL if result_ttl is None else max(1, math.ceil(result_ttl))
 
     def get(self, task_id: str) -> TaskResult:
         with broker_errors("reading a task", self.url.raw), self.redis.pipeline(transaction=False) as pipe:
@@ -296,6 +455,8 @@ class RQAdapter(Adapter):
         job.restore(raw)
         rq_status = str(job.get_status(refresh=False).value)
         status = _STATUS.get(rq_status, Status.QUEUED)
+        if status is Status.SCHEDULED and META_DEFERRED in job.meta:
+            status = Status.QUEUED  # put back by the worker until its rate limit has room: not a delay= ETA
         retries = int(job.meta.get(META_RETRIES, 0) or 0)
         left = job.retries_left if retries and job.retries_left is not None else retries
         if status in (Status.QUEUED, Status.SCHEDULED) and left < retries:
@@ -304,15 +465,18 @@ class RQAdapter(Adapter):
             name: str | None = job.func_name
         except DeserializationError:
             name = None
+        before_start = rq_status == "canceled" or job.meta.get(META_CANCEL) == "skipped"
         if status in (Status.QUEUED, Status.SCHEDULED):
             attempts = 0
-        elif status is Status.RETRYING:
+        elif status is Status.RETRYING or before_start:
             attempts = retries - left
         else:
             attempts = retries - left + 1
+        progress = job.meta.get(META_PROGRESS)
         fields: dict[str, Any] = {
             "id": task_id, "status": status, "task_name": name, "attempts": attempts,
-            "enqueued_at": _ts(job.created_at), "started_at": _ts(job.started_at),
+            "progress": progress if isinstance(progress, dict) else None,
+            "enqueued_at": _ts(job.created_at), "started_at": None if before_start else _ts(job.started_at),
             "finished_at": _ts(job.ended_at) if status.finished else None}
         latest = None
         if results:
@@ -324,10 +488,11 @@ class RQAdapter(Adapter):
                 latest = None
         if status is Status.SUCCEEDED and latest is not None and latest.type == Result.Type.SUCCESSFUL:
             fields.update(value=latest.return_value, has_value=True)
-        elif status in (Status.FAILED, Status.RETRYING, Status.CANCELLED):
+        elif status in (Status.FAILED, Status.RETRYING):
             fields["error"] = self._error(job, latest, attempts)
-            if rq_status == "stopped":
-                fields["note"] = "stopped by an RQ stop-job command"
+        elif status is Status.CANCELLED:
+            fields["note"] = ("cancelled before it started" if before_start
+                              else "terminated while running by an RQ stop-job command")
         return TaskResult(**fields)
 
     def wait(self, task_id: str, timeout: float | None) -> TaskResult:
@@ -348,6 +513,82 @@ class RQAdapter(Adapter):
             with broker_errors("waiting for a task", self.url.raw):
                 seen = self.redis.xread({key: "0-0"}, count=1, block=max(1, int(left * 1000)))
 
+    # -- cancel, unique keys -------------------------------------------------------------------
+    CANCEL_WAIT = 5.0  # how long cancel() waits for a worker to confirm a stop (or to start a held job)
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Flag, then take the job out of RQ's queue / schedule; if a worker has it, stop it there.
+
+        1. ``SET anytask:rq:cancel:<id>``: the worker wrapper reads it right before the task body, so
+           from here on the task body never starts, whoever holds the job.
+        2. ``LREM`` from its RQ queue + ``ZREM`` from its ScheduledJobRegistry in one MULTI: if either
+           removed it, no worker has it: ``job.cancel()`` (RQ's canceled status and registry).
+        3. Else a worker holds it: once it is ``started``, RQ's stop-job command kills the work horse
+           (SimpleWorker: interrupts the body). Wait for the worker to end it (stopped / skipped / finished).
+        """
+        deadline = time.monotonic() + self.CANCEL_WAIT
+        with broker_errors("cancelling a task", self.url.raw):
+            try:
+                job = Job.fetch(task_id, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, Status.UNKNOWN, "expired meanwhile")
+            ttl = job.result_ttl if job.result_ttl and job.result_ttl > 0 else RESULT_TTL
+            self.redis.set(CANCEL_FLAG + task_id, "1", ex=max(ttl, 3600))
+            stop_sent = False
+            while True:
+                if self._unqueue(job):
+                    return self._cancel_waiting(job, ttl)
+                res = self.get(task_id)
+                if res.finished:
+                    return self._cancel_outcome(res, stop_sent)
+                if res.status is Status.RUNNING and not stop_sent:
+                    try:
+                        send_stop_job_command(self.redis, task_id, serializer=JSONSerializer)
+                        stop_sent = True
+                    except (InvalidJobOperation, NoSuchJobError):  # between dequeue and start: try again
+                        pass
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)
+            if stop_sent:
+                return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, res.status,
+                                    f"RQ stop-job command sent; the worker did not stop the job within "
+                                    f"{self.CANCEL_WAIT:.0f}s (not an anytask worker class?): it may run to the end")
+            # held by a worker that neither starts nor returns it (e.g. died after the pop): the flag
+            # keeps any later run from starting the task body
+            return self._cancel_waiting(job, ttl)
+
+    def _unqueue(self, job: Job) -> bool:
+        queue = Queue(job.origin, connection=self.redis, serializer=JSONSerializer)
+        with self.redis.pipeline() as pipe:  # MULTI: the job is in at most one of them
+            pipe.lrem(queue.key, 0, job.id)
+            pipe.zrem(queue.scheduled_job_registry.key, job.id)
+            removed_from_queue, removed_from_schedule = pipe.execute()
+        return bool(removed_from_queue or removed_from_schedule)
+
+    def _cancel_waiting(self, job: Job, ttl: int) -> CancelResult:
+        try:
+            job.cancel()
+        except InvalidJobOperation:  # cancelled by someone else meanwhile
+            pass
+        self.redis.expire(job.key, ttl)  # RQ leaves a cancelled job's hash without expiry
+        return CancelResult(job.id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED,
+                            "removed from RQ's queue/schedule (job.cancel()); it will never run")
+
+    @staticmethod
+    def _cancel_outcome(res: TaskResult, stop_sent: bool) -> CancelResult:
+        if res.status is not Status.CANCELLED:  # it ended on its own before the stop reached it
+            return CancelResult(res.id, CancelOutcome.ALREADY_FINISHED, res.status, "finished before the stop")
+        if res.started_at is None:  # the worker had it but found the cancel flag before the task body
+            return CancelResult(res.id, CancelOutcome.CANCELLED_BEFORE_START, res.status, res.note)
+        return CancelResult(res.id, CancelOutcome.TERMINATED_WHILE_RUNNING, res.status, res.note)
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        return self.unique.claim_unique(key, task_id, ttl)
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        self.unique.release_unique(key, task_id)
+
     @staticmethod
     def _error(job: Job, latest: Result | None, attempt: int) -> ErrorInfo | None:
         recorded = job.meta.get(META_ERROR)
@@ -367,13 +608,14 @@ class RQAdapter(Adapter):
         self.redis.close()
 
     def purge(self, queues: Sequence[str] = ("default",)) -> None:
-        """Empty the queues and delete their jobs and results from RQ's registries."""
+        """Drop the waiting jobs of ``queues`` (and of their priority queues): RQ's queue lists, scheduled
+        and deferred registries, with the jobs' hashes. Records of finished, failed and cancelled jobs
+        stay until their TTL (``client.get`` still answers for them)."""
         with broker_errors("purging", self.url.raw):
-            for name in queues:
+            for name in [priority_queue(q, p) for q in queues for p in (*PRIORITY_LEVELS, None)]:
                 q = self._queue(name)
                 q.empty()  # type: ignore[no-untyped-call]
-                registries = [q.scheduled_job_registry, q.finished_job_registry, q.failed_job_registry,
-                              q.deferred_job_registry, q.canceled_job_registry]
+                registries = [q.scheduled_job_registry, q.deferred_job_registry]
                 with self.redis.pipeline() as pipe:
                     for reg in registries:
                         for job_id in reg.get_job_ids(cleanup=False):
@@ -393,7 +635,7 @@ class RQAdapter(Adapter):
                   "--worker-class", worker_class]
         if options.config == "tuned":
             common.append("--quiet")
-        queues = [self.queue_name(q) for q in options.queues]
+        queues = worker_queue_order([self.queue_name(q) for q in options.queues])
         if options.concurrency == 1:
             return ["worker", *common, "--with-scheduler", *options.extra, *queues]
         # rq worker-pool always starts its workers with the scheduler
@@ -418,5 +660,5 @@ class RQAdapter(Adapter):
         return rv if isinstance(rv, int) else 0
 
 
-__all__ = ["AnytaskJob", "AnytaskSimpleWorker", "AnytaskWorker", "RQAdapter", "ReliableWorker", "WorkerFailure",
-           "parse_exc_string"]
+__all__ = ["AnytaskJob", "AnytaskSimpleWorker", "AnytaskWorker", "CancelledBeforeStart", "RQAdapter", "ReliableWorker",
+           "StopRequested", "WorkerFailure", "parse_exc_string", "priority_queue", "worker_queue_order"]
