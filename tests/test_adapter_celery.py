@@ -445,6 +445,161 @@ def test_broker_down_raises_broker_unavailable_in_time(case: str, silent: Silent
     assert keys == []
 
 
+# -- progress, cancel, priority, rate limit, unique keys, result TTL -----------------------------
+
+
+def _wait_status(client: anytask.Client, task_id: str, wanted: Status, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.status(task_id) is not wanted:
+        assert time.monotonic() < deadline, f"{task_id} never {wanted.value}"
+        time.sleep(0.02)
+
+
+def test_progress_leaves_celerys_started_state(flavour: Flavour, client: anytask.Client,
+                                               worker: WorkerProcess) -> None:
+    """Progress lives in anytask's record: Task.update_state(meta=...) would replace STARTED."""
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    h = client.submit(tasks.with_progress, 3, 0.4)
+    deadline = time.monotonic() + 15
+    while not (h.progress() or {}).get("done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert adapter.app.AsyncResult(h.id).state == "STARTED" and h.status() is Status.RUNNING
+    assert h.result(timeout=30) == 3 and h.progress() == {"done": 3, "total": 3, "stage": "step"}
+
+
+def test_cancel_while_running_kills_the_prefork_child(flavour: Flavour, client: anytask.Client,
+                                                       worker: WorkerProcess, tmp_path: Any) -> None:
+    from anytask.facade.records import CancelOutcome
+
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    path = str(tmp_path / "runs")
+    h = client.submit(mark_and_sleep, path, 3.0)
+    _wait_status(client, h.id, Status.RUNNING)
+    res = h.cancel()
+    assert res.outcome is CancelOutcome.TERMINATED_WHILE_RUNNING, res
+    assert adapter.app.AsyncResult(h.id).state == "REVOKED"  # stored by Celery's worker (terminate)
+    info = h.get()
+    assert info.status is Status.CANCELLED and info.note == "revoked: terminated"
+    time.sleep(3.5)
+    with open(path) as fh:
+        assert fh.read().split() == ["run"]
+    assert client.submit(tasks.add, 1, 1).result(timeout=30) == 2  # the pool replaced the killed child
+
+
+def test_cancel_before_start_reaches_a_worker_holding_the_eta_message(flavour: Flavour, client: anytask.Client,
+                                                                       worker: WorkerProcess, tmp_path: Any) -> None:
+    """A delayed message sits in the worker's memory: the revoke broadcast makes Celery drop it."""
+    from anytask.facade.records import CancelOutcome
+
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    path = str(tmp_path / "runs")
+    h = client.submit(tasks.record.using(delay=2), path, "never")
+    time.sleep(0.5)  # the worker has reserved it by now
+    res = h.cancel()
+    assert res.outcome is CancelOutcome.CANCELLED_BEFORE_START and h.status() is Status.CANCELLED
+    node = worker.node  # type: ignore[attr-defined]
+    revoked = adapter.app.control.inspect(destination=[node], timeout=5).revoked() or {}
+    assert h.id in revoked.get(node, [])  # Celery's own revoked set
+    time.sleep(2.5)
+    assert not os.path.exists(path)
+    assert adapter.app.AsyncResult(h.id).state == "REVOKED" and h.status() is Status.CANCELLED
+
+
+def test_priority_uses_the_native_mechanism(flavour: Flavour, client: anytask.Client) -> None:
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    queue = f"prio{uuid.uuid4().hex[:6]}"
+    name = adapter._queue(queue)
+    adapter.purge([queue])
+    try:
+        client.submit(tasks.add.using(queue=queue, priority=8), 1, 1)
+        client.submit(tasks.add.using(queue=queue), 1, 1)  # no priority = 0, the lowest
+        if flavour.id == "celery+redis":
+            # kombu's Redis transport: one list per step, key = queue + sep + step, step 0 popped first
+            r = _redis(flavour)
+            sep = "\x06\x16"
+            assert r.llen(f"{name}{sep}1") == 1 and r.llen(f"{name}{sep}9") == 1 and r.llen(name) == 0
+        else:
+            # the queue exists with x-max-priority=9: redeclaring it with exactly that argument is accepted
+            with adapter.app.connection_for_write() as conn:
+                conn.default_channel.queue_declare(name, durable=True, auto_delete=False,
+                                                   arguments={"x-max-priority": 9})
+    finally:
+        adapter.purge([queue])
+        if flavour.id == "celery+amqp":
+            with adapter.app.connection_for_write() as conn:
+                conn.default_channel.queue_delete(name)
+
+
+def test_a_queue_declared_without_max_priority_is_a_configuration_error(flavour: Flavour,
+                                                                         client: anytask.Client) -> None:
+    if flavour.id != "celery+amqp":
+        pytest.skip("x-max-priority is a RabbitMQ queue argument")
+    from anytask.facade.errors import ConfigurationError
+
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    queue = f"legacy{uuid.uuid4().hex[:6]}"
+    name = adapter._queue(queue)
+    with adapter.app.connection_for_write() as conn:  # as an older anytask / a plain Celery app declared it
+        conn.default_channel.queue_declare(name, durable=True, auto_delete=False)
+    try:
+        with pytest.raises(ConfigurationError, match="x-max-priority") as ei:
+            client.submit(tasks.add.using(queue=queue), 1, 2)
+        assert f"delete_queue {name}" in str(ei.value)
+    finally:
+        with adapter.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(name)
+
+
+def test_rate_limit_is_cluster_wide_and_not_a_retry(flavour: Flavour, client: anytask.Client,
+                                                    worker: WorkerProcess, tmp_path: Any) -> None:
+    """Two workers share the limit (Celery's own rate_limit is per worker); waiting is SCHEDULED."""
+    second = WorkerProcess(flavour.url, tasks=("anytask.testing.tasks", THIS), concurrency=2, env=WORKER_ENV,
+                           queues=("default",)).start()
+    try:
+        second.wait_ready(client)
+        limited = tasks.record_time.using(rate_limit="3/s")
+        handles = [client.submit(limited, str(tmp_path / "rate"), f"r{i}") for i in range(9)]
+        seen: set[Status] = set()
+        while not all(client.status(h.id).finished for h in handles):
+            seen.update(client.status(h.id) for h in handles)
+            time.sleep(0.05)
+        starts = sorted(h.result(timeout=30) for h in handles)
+    finally:
+        assert second.stop() == 0, second.output()
+    assert Status.SCHEDULED in seen
+    # sliding window: any 3 + 1 consecutive starts span at least about a second
+    assert all(starts[i + 3] - starts[i] >= 0.9 for i in range(len(starts) - 3)), starts
+    assert all(client.get(h.id).attempts == 1 for h in handles)  # a re-published start is not a retry
+
+
+def test_unique_key_lives_as_long_as_the_record(flavour: Flavour, client: anytask.Client) -> None:
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    key = f"u-{uuid.uuid4().hex}"
+    t = tasks.add.using(queue="idle", unique_key=key, result_ttl=1)
+    first = client.submit(t, 1, 2)
+    time.sleep(1.5)  # longer than result_ttl: the claim is held while the task waits
+    assert client.submit(t, 1, 2).id == first.id
+    assert _redis(flavour).ttl(adapter._unique_key(key)) > 3600
+    client.adapter.purge(["idle"])
+    assert client.submit(t, 1, 2).id != first.id  # purge drops records and claims
+    client.adapter.purge(["idle"])
+
+
+def test_result_ttl_expires_celerys_meta_and_the_record(flavour: Flavour, client: anytask.Client,
+                                                        worker: WorkerProcess) -> None:
+    adapter: CeleryAdapter = client.adapter  # type: ignore[assignment]
+    r = _redis(flavour)
+    short = client.submit(tasks.add.using(result_ttl=30), 1, 1)
+    failed = client.submit(tasks.fail.using(result_ttl=30), "boom")
+    plain = client.submit(tasks.add, 1, 1)
+    for h in (short, failed, plain):
+        client.adapter.wait(h.id, 30)
+    for h in (short, failed):
+        assert 0 < r.ttl(adapter._meta_key(h.id)) <= 30 and 0 < r.ttl(adapter._store().key(h.id)) <= 30
+    assert r.ttl(adapter._meta_key(plain.id)) > 6 * 24 * 3600  # Celery's result_expires (7 days)
+
+
 # -- worker lifecycle ------------------------------------------------------------------------------
 
 
@@ -514,3 +669,8 @@ def test_worker_configurations_name_their_knobs() -> None:
     assert conf.result_backend.startswith("redis://") and conf.task_serializer == "json"
     assert conf.accept_content == ["json"] and conf.result_extended and conf.task_track_started
     assert conf.task_default_queue == "p.default"
+    # priority: ten Redis lists per queue (kombu pops step 0 first, so facade p -> 9 - p); RabbitMQ x-max-priority
+    assert conf.broker_transport_options["priority_steps"] == list(range(10)) and conf.task_queue_max_priority is None
+    assert (a.native_priority(9), a.native_priority(0), a.native_priority(None)) == (0, 9, 9)
+    b = CeleryAdapter(parse_url(f"celery+amqp://{AMQP}//?result=redis://{REDIS}/13&prefix=p."))
+    assert b.app.conf.task_queue_max_priority == 9 and b.native_priority(7) == 7 and b.native_priority(None) == 0

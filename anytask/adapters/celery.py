@@ -15,7 +15,8 @@ the adapter reads that raw meta (JSON, without reconstructing exception classes)
 an id it never saw PENDING, so the client also writes one small record per submission (enqueued_at,
 eta) in the result Redis *before* publishing: PENDING + record = QUEUED/SCHEDULED, PENDING without
 a record = UNKNOWN. The worker adds ``started_at`` to that record at every attempt (Celery stores
-no start time). See docs/adapters/celery.md.
+no start time). The same record carries what Celery has no per-message mechanism for: progress,
+the cancel flag, result_ttl and unique_key. See docs/adapters/celery.md.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import amqp.exceptions  # type: ignore[import-untyped]
 import redis
 from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
-from celery import Celery, signals  # type: ignore[import-untyped]
+from celery import Celery, signals, states  # type: ignore[import-untyped]
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded  # type: ignore[import-untyped]
 from celery.utils.log import get_task_logger  # type: ignore[import-untyped]
 from kombu.exceptions import OperationalError
@@ -43,15 +45,16 @@ from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout
-from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
-from ..facade.task import Task
+from ..facade.task import Task, parse_rate
 from ..facade.url import BackendURL, mask
-from ._redis_state import RedisStateStore, broker_errors
+from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
 logger = get_task_logger("anytask.adapters.celery")
+MAX_PRIORITY = 9
 HEADER = "anytask"  # custom message header carrying the per-submit options (kept by Celery on retry)
 # What a publish/connect to a dead, wrong or silent broker raises (kombu wraps most as OperationalError).
 BROKER_ERRORS = (OperationalError, OSError, socket.timeout, redis.RedisError, amqp.exceptions.AMQPError)
@@ -63,6 +66,60 @@ _STATES = {
     "FAILURE": Status.FAILED,
     "REVOKED": Status.CANCELLED,
 }
+
+
+# Lua scripts on anytask's record (a hash of JSON values, see RedisStateStore). Each makes one decision
+# atomically, so a cancel and a worker's start can never both win.
+#
+# START (worker, before Celery stores STARTED): refuse if the task was cancelled, else mark this attempt
+# running. Returns 1 (run) or 0 (cancelled).
+_START = """
+if redis.call('hexists', KEYS[1], 'cancelled') == 1 then return 0 end
+redis.call('hset', KEYS[1], 'running', '1', 'started_at', ARGV[1], 'attempts', ARGV[2])
+redis.call('expire', KEYS[1], ARGV[3])
+return 1
+"""
+# CANCEL (client): 'before' if no attempt is running (the flag makes every later start refuse),
+# 'running' if one is, 'missing' if there is no record.
+_CANCEL = """
+if redis.call('exists', KEYS[1]) == 0 then return 'missing' end
+if redis.call('hexists', KEYS[1], 'running') == 1 then return 'running' end
+if redis.call('hexists', KEYS[1], 'cancelled') == 0 then
+  redis.call('hset', KEYS[1], 'cancelled', ARGV[1], 'finished_at', ARGV[2])
+end
+return 'before'
+"""
+_EXTEND_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+# FINAL (after Celery stored SUCCESS/FAILURE/REVOKED): Celery's meta and anytask's record expire
+# result_ttl seconds from now; the unique key (if this task still owns it) lives as long as the record.
+# ARGV: task id, unique-key prefix, default ttl, result_ttl or '', unique_key or '', '1' = read both
+# from the record instead.
+_FINAL = """
+local ttl, ukey = ARGV[4], ARGV[5]
+if ARGV[6] == '1' then
+  ttl = redis.call('hget', KEYS[2], 'result_ttl') or ''
+  local u = redis.call('hget', KEYS[2], 'unique_key')
+  if u then ukey = cjson.decode(u) else ukey = '' end
+end
+local t = tonumber(ARGV[3])
+if ttl ~= '' and ttl ~= 'null' then
+  t = math.max(1, math.ceil(tonumber(ttl)))
+  redis.call('expire', KEYS[1], t)
+  redis.call('expire', KEYS[2], t)
+end
+if ukey ~= '' then
+  local k = ARGV[2] .. ukey
+  if redis.call('get', k) == ARGV[1] then redis.call('expire', k, t) end
+end
+return t
+"""
+
+
+def request_options(request: Any) -> dict[str, Any] | None:
+    """The per-submit options anytask put in the message header (None for a message without it)."""
+    headers = getattr(request, "headers", None) or {}
+    opts = headers.get(HEADER) if isinstance(headers, dict) else None
+    return opts if isinstance(opts, dict) else None
 
 
 def hard_limit(timeout: float) -> float:
@@ -108,9 +165,24 @@ class _App(Celery):  # type: ignore[misc]
     and a subscription per never-awaited task. anytask reads results by key, so it is a no-op.
     """
 
+    #: called with (task_id, request) after a ready state (SUCCESS/FAILURE/REVOKED) was stored
+    on_ready: Any = None
+
     def _get_backend(self) -> Any:
         backend = super()._get_backend()
         backend.on_task_call = lambda producer, task_id: None
+        store_result = backend.store_result
+
+        def store_and_expire(task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None,
+                             **kwargs: Any) -> Any:
+            """Every final store, in the pool child or the main process (revoke, hard time limit),
+            passes here: result_ttl is applied right after it (Celery's result_expires is per app)."""
+            out = store_result(task_id, result, state, traceback=traceback, request=request, **kwargs)
+            if state in states.READY_STATES and self.on_ready is not None:
+                self.on_ready(task_id, request)
+            return out
+
+        backend.store_result = store_and_expire
         return backend
 
 
@@ -126,18 +198,32 @@ class CeleryAdapter(Adapter):
                                           "with asyncio.run inside the prefork child (one loop per call)"),
             Feature.DELAY: native("apply_async(eta=...); SCHEDULED is PENDING plus anytask's submit record "
                                   "with a future eta"),
-            Feature.PRIORITY: unsupported("not wired in anytask yet; Celery has the priority= option "
-                                          "(x-max-priority queues on RabbitMQ, priority_steps on Redis)"),
-            Feature.CANCEL: unsupported("not wired in anytask yet; Celery has control.revoke(terminate=...)"),
-            Feature.PROGRESS: unsupported("not wired in anytask yet; Celery has Task.update_state(meta=...)"),
+            Feature.PRIORITY: native("apply_async(priority=...): RabbitMQ queues declared with x-max-priority=9 "
+                                     "(task_queue_max_priority), priority = p; Redis transport priority_steps="
+                                     "0..9 (one list per level), priority = 9 - p (kombu pops 0 first). No "
+                                     "priority = 0 (lowest). Orders messages still in the broker: a worker's "
+                                     "prefetched messages (prefetch_multiplier x concurrency) run first"),
+            Feature.CANCEL: native("before start: a cancelled flag in anytask's record (checked atomically at "
+                                   "every start), REVOKED stored, control.revoke broadcast (workers drop the "
+                                   "message); while running: control.revoke(terminate=True, SIGTERM) kills "
+                                   "the prefork child -> TERMINATED_WHILE_RUNNING once Celery stored REVOKED; "
+                                   "no REVOKED within the wait (pool without terminate: solo/threads) -> "
+                                   "NOT_INTERRUPTIBLE"),
+            Feature.PROGRESS: emulated("anytask.progress() writes the progress into anytask's record in the "
+                                       "result Redis (Task.update_state would replace Celery's STARTED state)"),
             Feature.CHAIN: unsupported("not wired in anytask yet; Celery has celery.chain"),
             Feature.GROUP: unsupported("not wired in anytask yet; Celery has celery.group"),
             Feature.CHORD: unsupported("not wired in anytask yet; Celery has celery.chord"),
-            Feature.RATE_LIMIT: unsupported("not wired in anytask yet; Celery has the rate_limit task option "
-                                            "(per worker)"),
-            Feature.UNIQUE: unsupported("not wired in anytask yet; Celery has no uniqueness (only a lock "
-                                        "pattern built on the result backend)"),
-            Feature.RESULT_TTL: unsupported("not wired in anytask yet; Celery has result_expires (per app)"),
+            Feature.RATE_LIMIT: emulated("cluster-wide sliding window in Redis (RedisRateLimiter) per task name, "
+                                         "taken at each start in the worker; over the limit the message is "
+                                         "re-published with eta=now+wait (same id, not a retry) and is "
+                                         "SCHEDULED meanwhile. Celery's own rate_limit is per worker and per "
+                                         "task registration, so it cannot carry a per-submit cluster-wide limit"),
+            Feature.UNIQUE: emulated("SET NX on a key in the result Redis (RedisStateStore.claim_unique), held "
+                                     "while the task's record lives; Celery has no uniqueness"),
+            Feature.RESULT_TTL: emulated("Celery's result_expires is per app: after Celery stores SUCCESS/FAILURE/"
+                                         "REVOKED, the result meta, anytask's record and the unique key get "
+                                         "EXPIRE result_ttl (whole seconds, at least 1)"),
             Feature.PERIODIC: unsupported("not wired in anytask yet; Celery has celery beat"),
         },
         needs_worker=True,
@@ -160,6 +246,8 @@ class CeleryAdapter(Adapter):
         self.app = self._make_app()
         self._redis: redis.Redis | None = None
         self._redis_pid = 0
+        self._decisions: dict[str, tuple[str, Any]] = {}  # worker: task id -> what task_prerun decided
+        self.app.on_ready = self._on_ready
 
     # -- configuration -----------------------------------------------------------------------
     def _make_app(self) -> Celery:
@@ -188,8 +276,10 @@ class CeleryAdapter(Adapter):
             broker_connection_retry_on_startup=True,  # the worker waits for its broker at start
             # Trap: kombu's Redis transport has no socket_timeout by default: a port that accepts but
             # never answers hangs a publish forever (run_worker relaxes it for BRPOP).
-            broker_transport_options=({"socket_connect_timeout": ct, "socket_timeout": ct}
-                                      if self.url.transport == "redis" else {}),
+            broker_transport_options=self._transport_options(ct),
+            # PRIORITY: RabbitMQ orders by priority only in queues declared with x-max-priority (every
+            # queue Celery declares for anytask gets it); on Redis see _transport_options.
+            task_queue_max_priority=MAX_PRIORITY if self.url.transport == "amqp" else None,
             redis_socket_connect_timeout=ct,
             redis_socket_timeout=max(ct, 5.0),
             redis_retry_on_timeout=False,
@@ -197,6 +287,19 @@ class CeleryAdapter(Adapter):
             worker_redirect_stdouts=False,
         )
         return app
+
+    def _transport_options(self, read_timeout: float) -> dict[str, Any]:
+        if self.url.transport != "redis":
+            return {}
+        # Trap: kombu's Redis transport has no socket_timeout by default (see _make_app). PRIORITY: one list
+        # per priority step; the default steps (0, 3, 6, 9) would merge the facade's ten levels into four.
+        return {"socket_connect_timeout": self.connect_timeout, "socket_timeout": read_timeout,
+                "priority_steps": list(range(MAX_PRIORITY + 1))}
+
+    def native_priority(self, priority: int | None) -> int:
+        """Facade priority (0..9, higher first; None = 0) -> the number kombu sends for this transport."""
+        p = priority or 0
+        return MAX_PRIORITY - p if self.url.transport == "redis" else p  # kombu's Redis pops 0 first
 
     def _queue(self, name: str) -> str:
         return self.prefix + name
@@ -232,13 +335,23 @@ class CeleryAdapter(Adapter):
         o = task.options
         eta = message.options.get("eta")
         store = self._store()
+        record: dict[str, Any] = {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta}
+        header: dict[str, Any] = {"retries": o.retries, "retry_backoff": o.retry_backoff}
+        for name in ("priority", "rate_limit", "result_ttl", "unique_key"):  # what the worker and on_ready need
+            value = getattr(o, name)
+            if value is not None:
+                header[name] = value
+                if name in ("result_ttl", "unique_key"):
+                    record[name] = value
         with self._result_store(f"recording the submission of {task.name}"):
-            store.write(message.id, {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta},
-                        self.ttl)
+            store.write(message.id, record, self.ttl)
+            if o.unique_key is not None:  # the claim lives as long as the record (until on_ready)
+                self.redis.eval(_EXTEND_IF_OWNER, 1, self._unique_key(o.unique_key), message.id, int(self.ttl))
         opts: dict[str, Any] = {
             "task_id": message.id,
             "queue": self._queue(message.queue),
-            "headers": {HEADER: {"retries": o.retries, "retry_backoff": o.retry_backoff}},
+            "headers": {HEADER: header},
+            "priority": self.native_priority(o.priority),
         }
         if eta is not None:
             opts["eta"] = datetime.fromtimestamp(eta, tz=UTC)
@@ -253,9 +366,81 @@ class CeleryAdapter(Adapter):
                     store.delete(message.id)
             except BrokerUnavailable:
                 pass
+            if isinstance(exc, amqp.exceptions.PreconditionFailed):
+                raise self._no_priority_queue(self._queue(message.queue), exc) from None
             if isinstance(exc, BROKER_ERRORS):
                 raise self._broker_error(f"submitting {task.name}", exc) from None
             raise
+
+    def _no_priority_queue(self, queue: str, exc: BaseException) -> ConfigurationError:
+        return ConfigurationError(
+            f"RabbitMQ refused to declare queue {queue!r} at {mask(self.url.raw)} ({exc}): it exists with other "
+            f"arguments, typically declared without x-max-priority by an older anytask or a plain Celery app. "
+            f"anytask declares its Celery queues with x-max-priority={MAX_PRIORITY}; delete the queue once it is "
+            f"drained (rabbitmqctl delete_queue {queue}) or use another prefix= in the URL")
+
+    def _unique_key(self, key: str) -> str:
+        return f"{self._store().prefix}unique:{key}"
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        with self._result_store("claiming a unique key"):
+            return self._store().claim_unique(key, task_id, ttl)
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        with self._result_store("releasing a unique key"):
+            self._store().release_unique(key, task_id)
+
+    def _on_ready(self, task_id: str, request: Any) -> None:
+        """After a final state: result_ttl on Celery's meta and anytask's record, unique key as long."""
+        opts = request_options(request) if request is not None else None
+        if opts is not None and opts.get("result_ttl") is None and opts.get("unique_key") is None:
+            return  # nothing to shorten: Celery's result_expires and the record's TTL both are self.ttl
+        ttl, ukey = ("", "") if opts is None else (opts.get("result_ttl"), opts.get("unique_key"))
+        args = [task_id, self._unique_key(""), int(self.ttl), "" if ttl is None else str(ttl),
+                ukey or "", "1" if opts is None else "0"]
+        try:
+            self.redis.eval(_FINAL, 2, self._meta_key(task_id), self._store().key(task_id), *args)
+        except redis.RedisError as exc:
+            logger.warning("could not apply result_ttl to task %s: %r", task_id, exc)
+
+    # -- cancel ----------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> CancelResult:
+        store = self._store()
+        note = "cancelled before start"
+        with self._result_store("cancelling a task"):
+            decision = self.redis.eval(_CANCEL, 1, store.key(task_id), json.dumps(note), time.time())
+        decision = decision.decode() if isinstance(decision, bytes) else str(decision)
+        if decision == "before":
+            with self._result_store("storing REVOKED"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # Celery's setex under redis-py 8
+                self.app.backend.mark_as_revoked(task_id, note)  # Celery's own tools see REVOKED
+            try:  # workers holding the message (prefetched, eta) drop it without starting it
+                self._revoke(task_id, terminate=False)
+            except BrokerUnavailable as exc:  # the flag alone already stops every start
+                logger.warning("revoke broadcast for %s not sent: %s", task_id, exc)
+            return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, note=note)
+        # Running (or a task without anytask's record): ask the worker to kill the pool child.
+        self._revoke(task_id, terminate=True)
+        deadline = time.monotonic() + max(5.0, self.connect_timeout)
+        while True:
+            res = self.get(task_id)
+            if res.status is Status.CANCELLED:
+                return CancelResult(task_id, CancelOutcome.TERMINATED_WHILE_RUNNING, res.status, note=res.note)
+            if res.finished:
+                return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, res.status)
+            if time.monotonic() >= deadline:
+                return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, res.status,
+                                    note="revoke(terminate=True) sent, but no worker stored REVOKED in time (a pool "
+                                         "without terminate, e.g. solo or threads?): the task runs on")
+            time.sleep(0.05)
+
+    def _revoke(self, task_id: str, terminate: bool) -> None:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=self.connect_timeout)
+                self.app.control.revoke(task_id, terminate=terminate, signal="SIGTERM", connection=conn)
+        except BROKER_ERRORS as exc:
+            raise self._broker_error("revoking a task", exc) from None
 
     def _meta_key(self, task_id: str) -> str:
         key = self.app.backend.get_key_for_task(task_id)
@@ -317,7 +502,15 @@ class CeleryAdapter(Adapter):
             "task_name": (meta or {}).get("name") or rec.get("task_name"),
             "enqueued_at": rec.get("enqueued_at"),
             "started_at": rec.get("started_at"),
+            "progress": rec.get("progress"),
         }
+        if rec.get("cancelled") is not None:  # cancelled before start: no attempt ever runs
+            return TaskResult(id=task_id, status=Status.CANCELLED, attempts=rec.get("attempts", 0),
+                              note=str(rec["cancelled"]), finished_at=rec.get("finished_at"), **base)
+        if state == "STARTED" and rec and not rec.get("running"):
+            # Celery stored STARTED for an attempt the worker did not run (rate limit: re-published with
+            # an eta): the task waits again
+            state = "PENDING"
         if state == "PENDING":
             if not rec:
                 return TaskResult.unknown(task_id)
@@ -337,7 +530,8 @@ class CeleryAdapter(Adapter):
                               finished_at=_timestamp(meta.get("date_done")) if status is Status.FAILED else None,
                               **base)
         if status is Status.CANCELLED:
-            return TaskResult(id=task_id, status=status, attempts=attempts, note="revoked",
+            reason = error_from_meta(meta.get("result"), None).message  # TaskRevokedError(reason)
+            return TaskResult(id=task_id, status=status, attempts=attempts, note=f"revoked: {reason or 'revoked'}",
                               finished_at=_timestamp(meta.get("date_done")), **base)
         return TaskResult(id=task_id, status=status, attempts=attempts, **base)
 
@@ -358,7 +552,9 @@ class CeleryAdapter(Adapter):
                 self._redis.close()
                 self._redis = None
 
-    def purge(self, queues: Sequence[str] = ("default",)) -> None:
+    def _declare(self, queues: Sequence[str], purge: bool) -> None:
+        """Declare ``queues`` as Celery does (x-max-priority on RabbitMQ), purge them if asked."""
+        name = ""
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=self.connect_timeout)
@@ -366,9 +562,15 @@ class CeleryAdapter(Adapter):
                 for q in queues:
                     name = self._queue(q)
                     self.app.amqp.queues[name](channel).declare()  # the same Queue Celery declares
-                    channel.queue_purge(name)
+                    if purge:
+                        channel.queue_purge(name)
+        except amqp.exceptions.PreconditionFailed as exc:
+            raise self._no_priority_queue(name, exc) from None
         except BROKER_ERRORS as exc:
-            raise self._broker_error("purging queues", exc) from None
+            raise self._broker_error("purging queues" if purge else "declaring queues", exc) from None
+
+    def purge(self, queues: Sequence[str] = ("default",)) -> None:
+        self._declare(queues, purge=True)
         with self._result_store("purging task records"):
             self._store().purge()
 
@@ -380,11 +582,25 @@ class CeleryAdapter(Adapter):
 
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
             req = self.request
-            opts = (req.headers or {}).get(HEADER) or {}
+            opts = request_options(req) or {}
             retries = int(opts.get("retries", o.retries))
             backoff = float(opts.get("retry_backoff", o.retry_backoff))
             attempt = req.retries + 1
-            ctx = execution.TaskContext(req.id, task.name, attempt)
+            kind, detail = adapter._decisions.pop(req.id, ("run", None))  # see _on_prerun
+            if kind == "error":  # the record could not be read or written: fail like any task error
+                raise detail
+            if kind == "cancelled":  # cancelled before start: never run; REVOKED replaces the STARTED just stored
+                self.backend.mark_as_revoked(req.id, "cancelled before start", request=req)
+                raise Ignore()
+            if kind == "wait":  # over the rate limit: the same message again, later
+                adapter.reschedule(self, detail)
+                raise Ignore()
+            store = adapter._store()
+
+            def report(data: dict[str, Any]) -> None:
+                store.write(req.id, {"progress": data}, adapter.ttl)
+
+            ctx = execution.TaskContext(req.id, task.name, attempt, report_progress=report)
             try:
                 with execution.task_context(ctx):
                     return execution.call(task, args, kwargs)
@@ -406,8 +622,21 @@ class CeleryAdapter(Adapter):
         return self.app.task(run, name=task.name, bind=True, max_retries=o.retries, default_retry_delay=0,
                              queue=self._queue(o.queue), typing=False)
 
-    @staticmethod
-    def retry(native: Any, exc: Exception, countdown: float, max_retries: int) -> None:
+    def reschedule(self, native: Any, wait: float) -> None:
+        """Re-publish the current message ``wait`` seconds later: same id, options, retries count.
+
+        The record's eta was set by ``_on_prerun`` (so the task reads SCHEDULED); PENDING replaces the
+        STARTED the tracer stored, then the copy is published (``signature_from_request`` is what
+        ``Task.retry`` uses, without counting a retry).
+        """
+        req = native.request
+        native.backend.store_result(req.id, None, states.PENDING, request=req)
+        eta = datetime.now(UTC) + timedelta(seconds=wait)
+        opts = request_options(req) or {}
+        native.signature_from_request(req, eta=eta, priority=self.native_priority(opts.get("priority"))).apply_async()
+        logger.info("Task %s[%s] over its rate limit: runs again in %.3fs", native.name, req.id, wait)
+
+    def retry(self, native: Any, exc: Exception, countdown: float, max_retries: int) -> None:
         """Retry with ``Task.retry``, storing RETRY *before* the next attempt is published.
 
         Trap: ``raise self.retry(...)`` publishes the next attempt first and the tracer stores
@@ -419,6 +648,8 @@ class CeleryAdapter(Adapter):
         req = native.request
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         native.backend.mark_as_retry(req.id, exc, tb, request=req)
+        with broker_errors("clearing the running mark", self.result_url):  # a cancel now is a cancel before start
+            self.redis.hdel(self._store().key(req.id), "running")
         try:
             reason = native.retry(exc=exc, countdown=countdown, max_retries=max_retries, throw=False)
         except Reject:  # the next attempt could not be published: this failure is final (not RETRY for ever)
@@ -441,19 +672,45 @@ class CeleryAdapter(Adapter):
         return argv + list(options.extra)
 
     def _on_prerun(self, sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        """task_prerun fires before the tracer stores STARTED: a RUNNING task always has started_at."""
+        """task_prerun fires in the pool child before the tracer stores STARTED: decide here whether this
+        attempt runs (the wrapper acts on the decision), so a RUNNING task always has started_at.
+
+        A signal handler cannot stop the task (Celery logs its exceptions), hence the decision table.
+        """
         if task is None or task_id is None or getattr(task, "app", None) is not self.app:
             return
-        self._store().write(task_id, {"started_at": time.time(), "attempts": task.request.retries + 1}, self.ttl)
+        try:
+            self._decisions[task_id] = self._decide(task_id, task.name, task.request)
+        except Exception as exc:  # noqa: BLE001 - handed to the wrapper, which raises it
+            self._decisions[task_id] = ("error", exc)
+
+    def _decide(self, task_id: str, name: str, request: Any) -> tuple[str, Any]:
+        store = self._store()
+        key = store.key(task_id)
+        opts = request_options(request) or {}
+        rate = opts.get("rate_limit")
+        with broker_errors("starting a task", self.result_url):
+            if rate:
+                if self.redis.hexists(key, "cancelled"):  # do not take a rate slot for a cancelled task
+                    return ("cancelled", None)
+                count, period = parse_rate(rate)
+                limiter = RedisRateLimiter(self.redis, prefix=f"anytask:celery:{self.prefix}rate:", url=self.result_url)
+                wait = limiter.acquire(name, count, period, f"{task_id}:{time.time()}")
+                if wait > 0:
+                    store.write(task_id, {"eta": time.time() + wait}, self.ttl)
+                    return ("wait", wait)
+            started = self.redis.eval(_START, 1, key, time.time(), request.retries + 1, int(self.ttl))
+        return ("run", None) if started == 1 else ("cancelled", None)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
-        if self.url.transport == "redis":  # BRPOP waits 1 s per poll: give the worker's reads more slack
-            self.app.conf.broker_transport_options = {"socket_connect_timeout": self.connect_timeout,
-                                                      "socket_timeout": max(self.connect_timeout, 10.0)}
+        # BRPOP waits 1 s per poll: give the worker's reads more slack
+        self.app.conf.broker_transport_options = self._transport_options(max(self.connect_timeout, 10.0))
         if options.config == "reliable":
             self.app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
         for t in tasks:
             self.register(t)
+        if self.url.transport == "amqp":  # a queue declared without x-max-priority: say so before Celery crashes
+            self._declare(options.queues, purge=False)
         code = self.app.start(self.worker_argv(options))  # ``celery worker`` in this process
         return int(code or 0)
