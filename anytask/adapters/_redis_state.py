@@ -53,8 +53,8 @@ class RedisStateStore:
         with broker_errors("writing task state", self.url):
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(key, mapping={k: json.dumps(v) for k, v in fields.items()})
-            if ttl:
-                pipe.expire(key, int(ttl))
+            if ttl is not None:
+                pipe.pexpire(key, max(1, int(ttl * 1000)))
             pipe.execute()
 
     def read(self, task_id: str) -> dict[str, Any] | None:

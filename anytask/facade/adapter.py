@@ -115,7 +115,8 @@ class Adapter(abc.ABC):
         """Release connections."""
 
     def purge(self, queues: Sequence[str] = ("default",)) -> None:
-        """Drop every waiting message of ``queues`` and this backend's records (tests, benchmarks)."""
+        """Drop every waiting message of ``queues`` and the records of the tasks that waited in them
+        (tests, benchmarks). Records of finished or cancelled tasks stay until their TTL."""
 
     # -- worker side -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -172,7 +172,8 @@ class Client:
         t, msg = self._prepare(cast(Any, task), args, kwargs)
         key = t.options.unique_key
         if key is not None:
-            existing = self.adapter.claim_unique(key, msg.id, t.options.result_ttl or DEFAULT_TTL)
+            # held while the task waits or runs; adapters with RESULT_TTL shorten it at the end
+            existing = self.adapter.claim_unique(key, msg.id, max(t.options.result_ttl or 0.0, DEFAULT_TTL))
             if existing is not None:
                 return TaskHandle(existing, t.name, self.backend, self)
         try:

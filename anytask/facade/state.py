@@ -45,7 +45,11 @@ class MemoryStateStore:
 
 
 class Recorder:
-    """Writes the state transitions of a task into a :class:`StateStore`."""
+    """Writes the state transitions of a task into a :class:`StateStore`.
+
+    Every write refreshes the record's TTL (the store's default, or ``ttl`` on a final write: a
+    task's ``result_ttl`` counts from its end).
+    """
 
     def __init__(self, store: StateStore, ttl: float | None = DEFAULT_TTL) -> None:
         self.store = store
@@ -68,22 +72,22 @@ class Recorder:
             fields["attempts"] = attempt
         self._w(task_id, fields)
 
-    def succeeded(self, task_id: str, value: Any, *, store_value: bool = True) -> None:
+    def succeeded(self, task_id: str, value: Any, *, store_value: bool = True, ttl: float | None = None) -> None:
         # a success after retries carries no error of an earlier attempt
         fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time(), "error": None}
         if store_value:
             fields["value"] = value
-        self._w(task_id, fields)
+        self._w(task_id, fields, ttl)
 
-    def failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool) -> None:
+    def failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool, ttl: float | None = None) -> None:
         fields: dict[str, Any] = {"status": (Status.RETRYING if will_retry else Status.FAILED).value,
                                   "error": error.to_dict()}
         if not will_retry:
             fields["finished_at"] = time.time()
-        self._w(task_id, fields)
+        self._w(task_id, fields, None if will_retry else ttl)
 
-    def cancelled(self, task_id: str, note: str = "") -> None:
-        self._w(task_id, {"status": Status.CANCELLED.value, "finished_at": time.time(), "note": note})
+    def cancelled(self, task_id: str, note: str = "", *, ttl: float | None = None) -> None:
+        self._w(task_id, {"status": Status.CANCELLED.value, "finished_at": time.time(), "note": note}, ttl)
 
     def progress(self, task_id: str, progress: dict[str, Any]) -> None:
         self._w(task_id, {"progress": progress})

@@ -358,11 +358,11 @@ def test_cancel_before_start_never_runs(anytask_backend: BackendUnderTest) -> No
             sentinel = anytask_backend.client.submit(tasks.record.using(queue=q), path, "sentinel")
             assert sentinel.result(timeout=RESULT_TIMEOUT * 2) == "sentinel"
             time.sleep(0.5)
-    assert lines(path) == ["sentinel"]
-    assert h.status() is Status.CANCELLED
-    with pytest.raises(TaskCancelled):
-        h.result(timeout=1)
-    assert h.cancel().outcome is CancelOutcome.ALREADY_FINISHED
+        assert lines(path) == ["sentinel"]
+        assert h.status() is Status.CANCELLED
+        with pytest.raises(TaskCancelled):
+            h.result(timeout=1)
+        assert h.cancel().outcome is CancelOutcome.ALREADY_FINISHED
 
 
 def test_cancel_while_running_says_what_happened(anytask_backend: BackendUnderTest) -> None:
