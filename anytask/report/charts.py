@@ -240,31 +240,38 @@ def chart_resources(plt: Any, data: RunData, path: str) -> str:
 
 
 def chart_scale(plt: Any, data: RunData, path: str) -> str:
-    groups = data.select(lambda g: g.scenario == "scale")
+    groups = data.where(scenario="scale")
     if not groups:
         return _empty(plt, path, TITLES["scale"], "scenario 'scale' was not run (it is in the full profile)")
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    keys = sorted({(g.backend, g.config, g.mode) for g in groups})
+    configs = [c for c in ("defaults", "tuned") if any(g.config == c for g in groups)]
+    fig, axes = plt.subplots(1, len(configs), figsize=(12, 5.2), squeeze=False, sharey=True)
     cmap = plt.get_cmap("tab10")
-    backends = sorted({k[0] for k in keys})
-    for b, c, m in keys:
-        gs = data.scale_groups(b, c, m)
-        pts = [(g.workers, st) for g in gs if (st := g.stat(TP)) is not None]
-        if not pts:
-            continue
-        ws = [w for w, _ in pts]
-        med = [s.median for _, s in pts]
-        err = [[s.median - s.min for _, s in pts], [s.max - s.median for _, s in pts]]
-        ax.errorbar(ws, med, yerr=err, marker="o" if m == "native" else "s", capsize=3,
-                    linestyle="-" if c == "tuned" else ":", alpha=1.0 if m == "native" else 0.6,
-                    color=cmap(backends.index(b) % 10), label=f"{b} {c} {m}")
+    backends = sorted({g.backend for g in groups})
     ws_all = sorted({g.workers for g in groups})
-    ax.set_xticks(ws_all)
-    ax.set_xlabel(f"worker processes (1 slot each; {data.cpu_count} cores)")
-    ax.set_ylabel("drain throughput, tasks/s (log)")
-    ax.set_yscale("log")
-    ax.set_title(f"{TITLES['scale']}: throughput vs worker processes (noop)\n{_n_text(groups)}", fontsize=10)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    for ax, cfg in zip(axes[0], configs):
+        for b in backends:
+            for m in ("native", "facade"):
+                pts = [(g.workers, st) for g in data.scale_groups(b, cfg, m) if (st := g.stat(TP)) is not None]
+                if not pts:
+                    continue
+                ax.errorbar([w for w, _ in pts], [s.median for _, s in pts],
+                            yerr=[[s.median - s.min for _, s in pts], [s.max - s.median for _, s in pts]],
+                            marker="o" if m == "native" else "s", capsize=3, linestyle="-" if m == "native" else "--",
+                            color=cmap(backends.index(b) % 10), label=f"{b} {m}")
+        ax.set_xticks(ws_all)
+        ax.set_xlabel(f"worker processes (1 slot each; {data.cpu_count} cores)")
+        ax.set_yscale("log")
+        ax.set_title(f"{cfg} configuration", fontsize=10)
+    axes[0, 0].set_ylabel("drain throughput, tasks/s (log)")
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    axes[0, -1].legend([handles[k] for k in sorted(handles)], sorted(handles), loc="center left",
+                       bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    fig.suptitle(f"{TITLES['scale']}: throughput vs worker processes (noop; solid native, dashed facade)\n"
+                 f"{_n_text(groups, whiskers=False).replace('bars: median over repeats', 'points: median, whiskers: min–max')}",
+                 fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -304,7 +311,7 @@ def chart_facade_overhead(plt: Any, data: RunData, path: str) -> str:
         ax.set_xticklabels(backends, rotation=20, ha="right")
         ax.set_ylabel("ratio facade / native")
         groups = data.where(scenario=sc)
-        ax.set_title(f"{sc} — {label}\n{_n_text(groups)} (ratio of medians)", fontsize=10)
+        ax.set_title(f"{sc} — {label}\n{_n_text(groups, whiskers=False)}; bars: ratio of the medians", fontsize=10)
         ax.legend(loc="upper right")
         ax.margins(y=0.2)
     fig.suptitle(TITLES["facade_overhead"], fontsize=12)
