@@ -78,6 +78,7 @@ class Measured:
     value: float
     groups: tuple[Group, ...]
     text: str  # evidence in words
+    note: str = ""  # a fact the verdict's reason should repeat
 
 
 def measure(data: RunData, claims: C.Claims, scenario: str, metric: str, backend: str) -> Measured | None:
@@ -132,8 +133,14 @@ def _measure(data: RunData, scenario: str, metric: str, backend: str, config: st
         return None
     if metric == "throughput":
         c = cores(data, g)
+        note = ""
+        ideal = g.values(lambda r: r["ideal_s"] * r["slots"] / r["n"] if r.get("n") else None)
+        if ideal and not g.scenario.endswith("noop") and min(ideal) > 0:
+            t = sorted(ideal)[len(ideal) // 2]
+            note = (f"the {g.scenario} task itself takes {C.fmt(t * 1000)} ms (run.json ideal_s), so one core "
+                    f"cannot exceed {C.fmt(1 / t)} tasks/s")
         return Measured(backend, st.median / c, (g,), _describe(g, st, "/s") +
-                        f" on {c} of {data.cpu_count} cores → {C.fmt(st.median / c)}/s per core")
+                        f" on {c} of {data.cpu_count} cores → {C.fmt(st.median / c)}/s per core", note)
     return Measured(backend, st.median, (g,), _describe(g, st, METRICS[metric].unit))
 
 
@@ -221,7 +228,7 @@ def _evaluate_one(c: C.Claim, claims: C.Claims, data: RunData, rules: dict[str, 
         d = C.decide_numeric(c.claimed, b.value, metric.better == "higher", float(rules["numeric"]["tolerance"]),
                              metric.unit)
         reason = d.reason + (f"; {note}" if note else "") + (f"; best of {len(allm)} brokers: {b.backend}"
-                                                            if len(allm) > 1 else "")
+                                                            if len(allm) > 1 else "") + (f"; {b.note}" if b.note else "")
         return Verdict(c, d.verdict, reason, f"{C.fmt(b.value)}{metric.unit} ({b.backend})",
                        [m.text for m in allm], _links([g for m in allm for g in m.groups]), d.deviation, b.value)
     if c.rule == "spread":
