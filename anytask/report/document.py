@@ -271,8 +271,7 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
     b.append(Table(["backend / config / mode", "pool", "knobs", "command / URL"], crow, "configs"))
     b.append(Heading(3, "Raw broker ceilings", "ceilings"))
     ceil = run.get("ceilings") or {}
-    b.append(Table(["tool", "figures"], [[[Code(k)], [json.dumps(ceil[k], sort_keys=True, default=str)]]
-                                          for k in sorted(ceil)], "kv"))
+    b.append(Table(["tool", "figures"], [[[Code(k)], [_figures(ceil[k])]] for k in sorted(ceil)], "kv"))
     if data.features:
         f = data.features
         b.append(Heading(3, "Probes", "probes"))
@@ -282,6 +281,18 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
         b.append(Bullets([[Code(lib), ": ", str((f.get("libraries") or {}).get(lib, {}).get("version", "?"))]
                           for lib in sorted(f.get("libraries") or {})]))
     return doc
+
+
+def _figures(d: Any) -> str:
+    """A dict of figures as 'key value' pairs, numbers to 3 significant digits (ms and rates keep their keys)."""
+    if not isinstance(d, dict):
+        return json.dumps(d, sort_keys=True, default=str)
+    parts = []
+    for k in sorted(d):
+        v = d[k]
+        txt = C.fmt(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+        parts.append(f"{k} {txt}")
+    return "; ".join(parts)
 
 
 def _rule_lines(claims: C.Claims) -> list[Text]:
