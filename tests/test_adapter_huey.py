@@ -350,3 +350,197 @@ def test_sqlite_unusable_file_raises_broker_unavailable() -> None:
         client.submit(tasks.add, 1, 2)
     with pytest.raises(BrokerUnavailable, match="SQLite"):
         client.get("x")
+
+
+# -- priority, cancel, rate limits, unique keys, result TTL, progress ------------------------------------
+
+
+def _lines(path: str) -> list[str]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [ln.strip() for ln in fh if ln.strip()]
+
+
+def _side(client: anytask.Client, stem: str) -> str:
+    q = f"{stem}{uuid.uuid4().hex[:6]}"
+    client.adapter.purge([q])
+    return q
+
+
+def test_priority_is_hueys_own_queue_order(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    assert client.capabilities.get(Feature.PRIORITY).support is Support.NATIVE
+    q = _side(client, "prio")
+    try:
+        low = client.submit(tasks.add.using(queue=q, priority=1), 1, 1)
+        mid = client.submit(tasks.add.using(queue=q), 2, 2)  # no priority: Huey's 0
+        high = client.submit(tasks.add.using(queue=q, priority=9), 3, 3)
+        huey = huey_of(client, q)
+        # Huey's own view of what a consumer takes next: highest first, the priority in the message.
+        assert [t.id for t in huey.pending()] == [high.id, low.id, mid.id]
+        assert [t.priority for t in huey.pending()] == [9, 1, None]
+        if client.url.transport == "redis":  # PriorityRedisExpireHuey: a sorted set, not a list
+            assert huey.storage.conn.type(huey.storage.queue_key) == b"zset"
+    finally:
+        client.adapter.purge([q])
+
+
+def test_cancel_is_a_huey_revocation_consumed_by_the_consumer(hb: tuple[anytask.Client, WorkerProcess],
+                                                              tmp_path: Any) -> None:
+    from anytask import CancelOutcome
+
+    client, _ = hb
+    q = _side(client, "cancel")
+    path = str(tmp_path / "cancel.txt")
+    try:
+        h = client.submit(tasks.record.using(queue=q), path, "never")
+        res = h.cancel()
+        assert res.outcome is CancelOutcome.CANCELLED_BEFORE_START and res.status is Status.CANCELLED
+        huey = huey_of(client, q)
+        assert huey.is_revoked(h.id)  # Huey's own tooling sees the cancel
+        w = _worker(client.url.raw, queue=q, concurrency=1).start()
+        try:
+            assert client.submit(tasks.record.using(queue=q), path, "after").result(timeout=60) == "after"
+        finally:
+            assert w.stop() == 0, w.output()
+        assert _lines(path) == ["after"]
+        assert f"{h.id} was revoked, not executing" in w.output(), w.output()
+        assert not huey.is_revoked(h.id)  # revoke_once: the consumer consumed the revocation
+        assert client.status(h.id) is Status.CANCELLED
+    finally:
+        client.adapter.purge([q])
+
+
+def test_cancel_wins_against_a_worker_that_already_checked_the_revocation(
+        hb: tuple[anytask.Client, WorkerProcess], tmp_path: Any) -> None:
+    # A consumer may have passed Huey's revocation check just before the revoke was written: the
+    # record decides, and the pre_execute hook raises CancelExecution.
+    client, _ = hb
+    q = _side(client, "race")
+    path = str(tmp_path / "race.txt")
+    try:
+        h = client.submit(tasks.record.using(queue=q), path, "never")
+        assert h.cancel().cancelled
+        huey_of(client, q).restore_by_id(h.id)  # as if the revocation came too late for the consumer
+        w = _worker(client.url.raw, queue=q, concurrency=1).start()
+        try:
+            assert client.submit(tasks.record.using(queue=q), path, "after").result(timeout=60) == "after"
+        finally:
+            assert w.stop() == 0, w.output()
+        assert _lines(path) == ["after"]
+        assert "cancelled by anytask_start (pre-execute)" in w.output(), w.output()
+        assert client.status(h.id) is Status.CANCELLED
+    finally:
+        client.adapter.purge([q])
+
+
+def test_cancel_of_a_scheduled_task_and_of_a_pending_retry(hb: tuple[anytask.Client, WorkerProcess],
+                                                            tmp_path: Any) -> None:
+    client, _ = hb
+    path = str(tmp_path / "sched.txt")
+    h = client.submit(tasks.record.using(delay=2), path, "late")
+    assert h.cancel().cancelled and client.status(h.id) is Status.CANCELLED
+    flaky = str(tmp_path / "flaky.txt")
+    r = client.submit(tasks.flaky.using(retries=3, retry_backoff=2.0), flaky, 5)
+    deadline = time.monotonic() + 30
+    while client.status(r.id) is not Status.RETRYING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert r.cancel().cancelled and client.status(r.id) is Status.CANCELLED
+    time.sleep(4.5)  # past the eta and the retry delay: neither runs
+    assert _lines(path) == [] and _lines(flaky) == ["run"]
+    assert client.status(h.id) is Status.CANCELLED and client.status(r.id) is Status.CANCELLED
+
+
+def test_cancel_while_running_is_not_interruptible_and_leaves_no_revocation(
+        hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    from anytask import CancelOutcome
+
+    client, _ = hb
+    h = client.submit(tasks.sleep, 1.5, "ran")
+    deadline = time.monotonic() + 30
+    while client.status(h.id) is not Status.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    res = h.cancel()
+    assert res.outcome is CancelOutcome.NOT_INTERRUPTIBLE and "Huey cannot stop" in res.note
+    assert not huey_of(client).is_revoked(h.id)
+    assert h.result(timeout=30) == "ran"
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_rate_limit_defers_through_hueys_schedule_without_holding_a_slot(case: tuple[str, str], tmp_path: Any) -> None:
+    # One worker slot: three starts of a 1/s task, then a plain task. The limited ones go back to Huey's
+    # schedule (RetryTask(delay=...)), so the plain task runs at once instead of waiting behind them;
+    # the deferrals use no retry and count no attempt.
+    cid, url = case
+    host, port = REDIS.rsplit(":", 1)
+    if cid == "huey+redis" and not answers(host, int(port)):
+        pytest.skip(f"no Redis at {REDIS}")
+    client = anytask.connect(url)
+    q = _side(client, "rate")
+    path = str(tmp_path / "rate.txt")
+    w = _worker(url, queue=q, concurrency=1).start()
+    try:
+        _ready(w, client, q)
+        limited = tasks.record_time.using(queue=q, rate_limit="1/s")
+        handles = [client.submit(limited, path, f"r{i}") for i in range(3)]
+        time.sleep(0.3)
+        plain = client.submit(tasks.record_time.using(queue=q), path, "plain")
+        starts = [h.result(timeout=60) for h in handles]
+        assert plain.result(timeout=60) < max(starts), (plain.get(), starts)
+        assert max(starts) - min(starts) >= 1.9, starts  # 3 starts of a 1/s task span >= 2 s
+        assert all(client.get(h.id).attempts == 1 for h in handles)
+    finally:
+        assert w.stop() == 0, w.output()
+        client.adapter.purge([q])
+        client.close()
+
+
+def test_unique_claims_live_in_hueys_storage_and_expire(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    a = client.adapter
+    key = f"u-{uuid.uuid4().hex}"
+    assert a.claim_unique(key, "first", 1.0) is None
+    assert a.claim_unique(key, "second", 1.0) == "first"
+    a.release_unique(key, "second")  # not the owner: no effect
+    assert a.claim_unique(key, "third", 1.0) == "first"
+    time.sleep(1.3)
+    assert a.claim_unique(key, "fourth", 1.0) is None  # the first claim expired
+    a.release_unique(key, "fourth")
+    assert a.claim_unique(key, "fifth", 5.0) is None
+
+
+def test_result_ttl_drops_the_record_and_hueys_result(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    h = client.submit(tasks.add.using(result_ttl=1), 2, 2)
+    assert h.result(timeout=30) == 4
+    huey = huey_of(client)
+    assert huey.result(h.id, preserve=True) == 4
+    if client.url.transport == "redis":
+        assert 0 < huey.storage.conn.pttl(huey.storage.result_key(h.id)) <= 1000
+    time.sleep(1.3)
+    assert client.status(h.id) is Status.UNKNOWN
+    assert not huey.storage.has_data_for_key(h.id)  # SQLite: deleted by the read that found it expired
+
+
+def test_progress_is_kept_in_the_state_record(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    assert client.capabilities.get(Feature.PROGRESS).support is Support.EMULATED
+    h = client.submit(tasks.with_progress, 2, 0.3)
+    assert h.result(timeout=30) == 2
+    adapter = client.adapter
+    assert isinstance(adapter, HueyAdapter)
+    assert (adapter.store.read(h.id) or {})["progress"] == {"done": 2, "total": 2, "stage": "step"}
+
+
+def test_purge_drops_waiting_records_only(hb: tuple[anytask.Client, WorkerProcess]) -> None:
+    client, _ = hb
+    q = _side(client, "purge")
+    waiting = client.submit(tasks.add.using(queue=q), 1, 1)
+    cancelled = client.submit(tasks.add.using(queue=q), 1, 1)
+    cancelled.cancel()
+    done = client.submit(tasks.add, 1, 1)
+    assert done.result(timeout=30) == 2
+    client.adapter.purge([q])
+    assert client.status(waiting.id) is Status.UNKNOWN  # its message is gone
+    assert client.status(cancelled.id) is Status.CANCELLED and client.status(done.id) is Status.SUCCEEDED

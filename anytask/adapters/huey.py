@@ -3,9 +3,11 @@
 * One Huey instance per anytask queue (``name=<prefix><queue>``); the worker runs Huey's own
   consumer (:class:`huey.consumer.Consumer`, what ``huey_consumer`` runs) in-process.
 * The wire format is JSON (:class:`JSONSerializer`), never pickle; Huey's default is pickle.
-* Huey keeps no task states: they are recorded through Huey's own hooks (the EXECUTING /
-  ENQUEUED / INTERRUPTED signals and a post-execute hook) into a record per task id kept in
-  Huey's own storage (:class:`HueyStateStore`), the same way for SQLite and Redis.
+* Huey keeps no task states: they are recorded through Huey's own hooks (a pre-execute hook, the
+  ENQUEUED / REVOKED / INTERRUPTED signals and a post-execute hook) into a record per task id kept
+  in Huey's own storage (:class:`HueyStateStore`), the same way for SQLite and Redis.
+* Priority is Huey's (PriorityRedisExpireHuey on Redis); cancel is Huey's revocation plus an atomic
+  record update; rate limits, unique keys, result TTLs and progress live in the same storage.
 
 See docs/adapters/huey.md for the state mapping, the traps and the worker configurations.
 """
@@ -16,19 +18,21 @@ import contextlib
 import datetime
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from huey import RedisExpireHuey, SqliteHuey
+from huey import PriorityRedisExpireHuey, SqliteHuey
 from huey import signals as S
 from huey.api import Huey
 from huey.constants import EmptyData
-from huey.exceptions import HueyException
+from huey.exceptions import CancelExecution, HueyException, RetryTask
 from huey.consumer_options import ConsumerConfig, OptionParserHandler
 from huey.registry import Message as HueyMessage
 from huey.registry import Registry
@@ -39,11 +43,11 @@ from huey.utils import Error as HueyError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered
-from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId
+from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
-from ..facade.task import Task
+from ..facade.task import Task, parse_rate
 from ..facade.url import BackendURL, mask
 
 try:  # redis-py is only needed (and only installed) for huey+redis
@@ -54,6 +58,8 @@ except ImportError:  # pragma: no cover - huey+sqlite without redis-py
 log = logging.getLogger("anytask.huey")
 
 STATE_NAME = "anytask:state"  # ':' is not allowed in queue names, so no queue can collide with it
+# A cancel before start may still win from these (the worker's start moves the record to RUNNING).
+_CANCELLABLE = frozenset({"QUEUED", "SCHEDULED", "RETRYING"})
 
 # -- JSON on the wire ----------------------------------------------------------------------------
 
@@ -158,33 +164,237 @@ class JSONSerializer(Serializer):
 
 # -- states in Huey's storage ----------------------------------------------------------------------
 
+_FINAL = frozenset(s.value for s in Status if s.finished)
+
 
 class HueyStateStore:
-    """One JSON record per task id in a Huey storage (``put_data`` / ``peek_data``: never pops).
+    """One JSON record per task id in a Huey storage (never popped), plus unique keys and rate windows.
 
-    SQLite: a row of Huey's ``kv`` table (queue ``anytask:state``). Redis: a key
-    ``huey.r.anytask:state.<id>`` with the TTL of the records (RedisExpireStorage).
+    SQLite: a row of Huey's ``kv`` table (queue ``<prefix>anytask:state``). Redis: a key
+    ``huey.r.<prefix>anytask:state.<id>`` (RedisExpireStorage's layout) written with ``SET PX``.
+
+    Expiry: a record that reaches a final status expires ``result_ttl`` (kept in the record by the
+    client; default :data:`DEFAULT_TTL`) after that write. Redis expires the key itself; SQLite
+    cannot, so the record carries ``expires_at`` and a read past it deletes it (and calls
+    ``on_expired`` so the adapter drops Huey's own result too) and answers "no record" (UNKNOWN).
+
+    Writes: :meth:`write` is read-merge-write (the client's submit and the worker's writes of one
+    attempt are sequential). Transitions that race between processes (a cancel against the
+    worker's start, SCHEDULED -> QUEUED, ...) go through :meth:`update`, atomic in the storage:
+    one ``BEGIN EXCLUSIVE`` transaction on SQLite, ``WATCH``/``MULTI`` on Redis.
     """
 
-    def __init__(self, storage: BaseStorage) -> None:
+    def __init__(self, storage: Any, *, is_redis: bool, default_ttl: float = DEFAULT_TTL,
+                 on_expired: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.storage = storage
+        self.is_redis = is_redis
+        self.default_ttl = default_ttl
+        self.on_expired = on_expired
+        self._rate_table = False
+        self._limiter: Any = None
 
+    # -- encoding and expiry -----------------------------------------------------------------------
+    def _ttl(self, rec: dict[str, Any], ttl: float | None) -> float:
+        """Seconds the record is kept after this write; a final record stamps ``expires_at``."""
+        if rec.get("status") in _FINAL:
+            keep = float(self.default_ttl if rec.get("result_ttl") is None else rec["result_ttl"])
+            rec.setdefault("expires_at", time.time() + keep)
+            return max(0.001, rec["expires_at"] - time.time())
+        return float(ttl or self.default_ttl)
+
+    @staticmethod
+    def _encode(rec: dict[str, Any]) -> bytes:
+        return json.dumps(rec, separators=(",", ":")).encode()
+
+    def _decode(self, task_id: str, raw: Any) -> dict[str, Any] | None:
+        if raw is None or raw is EmptyData:
+            return None
+        rec: dict[str, Any] = json.loads(bytes(raw))
+        exp = rec.get("expires_at")
+        if exp is not None and exp <= time.time():
+            return None
+        return rec
+
+    def _forget_expired(self, task_id: str, raw: Any) -> None:
+        rec = json.loads(bytes(raw))
+        self.storage.delete_data(task_id)
+        if self.on_expired is not None:
+            self.on_expired(task_id, rec)
+
+    # -- StateStore --------------------------------------------------------------------------------
     def read(self, task_id: str) -> dict[str, Any] | None:
         raw = self.storage.peek_data(task_id)
-        return None if raw is EmptyData else json.loads(bytes(raw))
+        rec = self._decode(task_id, raw)
+        if rec is None and raw is not EmptyData:
+            self._forget_expired(task_id, raw)  # SQLite's lazy expiry (Redis already dropped the key)
+        return rec
 
     def write(self, task_id: str, fields: dict[str, Any], ttl: float | None) -> None:
-        # Read-merge-write: the writes of one task are sequential (client before enqueue, then the
-        # one worker that runs it), so no two writers race on a record.
         rec = self.read(task_id) or {}
         rec.update(fields)
-        self.storage.put_data(task_id, json.dumps(rec, separators=(",", ":")).encode(), is_result=True)
+        self._put(task_id, rec, ttl)
+
+    def _put(self, task_id: str, rec: dict[str, Any], ttl: float | None) -> None:
+        keep = self._ttl(rec, ttl)
+        if self.is_redis:
+            self.storage.conn.set(self.storage.result_key(task_id), self._encode(rec), px=max(1, int(keep * 1000)))
+        else:
+            self.storage.put_data(task_id, self._encode(rec), is_result=True)
+
+    def update(self, task_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+               ttl: float | None = None) -> tuple[bool, dict[str, Any] | None]:
+        """Atomically merge ``change(record)`` into the record; ``change`` returns None to refuse.
+
+        Returns (changed, the record after the call).
+        """
+        if self.is_redis:
+            import redis as _redis
+
+            key = self.storage.result_key(task_id)
+            with self.storage.conn.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        rec = self._decode(task_id, pipe.get(key))
+                        fields = change(rec)
+                        if fields is None:
+                            pipe.unwatch()
+                            return False, rec
+                        new = {**(rec or {}), **fields}
+                        keep = self._ttl(new, ttl)
+                        pipe.multi()
+                        pipe.set(key, self._encode(new), px=max(1, int(keep * 1000)))
+                        pipe.execute()
+                        return True, new
+                    except _redis.WatchError:
+                        continue
+        s = self.storage
+        with s.db(commit=True) as curs:  # BEGIN EXCLUSIVE: one writer across processes
+            curs.execute("select value from kv where queue = ? and key = ?", (s.name, task_id))
+            row = curs.fetchone()
+            rec = self._decode(task_id, row[0] if row else None)
+            fields = change(rec)
+            if fields is None:
+                return False, rec
+            new = {**(rec or {}), **fields}
+            self._ttl(new, ttl)
+            curs.execute("insert or replace into kv (queue, key, value) values (?, ?, ?)",
+                         (s.name, task_id, self._encode(new)))
+            return True, new
 
     def delete(self, task_id: str) -> None:
         self.storage.delete_data(task_id)
 
-    def purge(self) -> None:
-        self.storage.flush_results()
+    def purge(self, queues: Sequence[str]) -> None:
+        """Drop the records of the tasks that waited in ``queues`` (their messages are gone) and the unique
+        claims bound to them; also expired records (SQLite's sweep). Records of started or finished tasks
+        are kept until they expire, so purging one queue never turns another task's state into UNKNOWN."""
+        wanted = set(queues)
+        waiting = {Status.QUEUED.value, Status.SCHEDULED.value, Status.RETRYING.value}
+
+        def drop(rec: dict[str, Any] | None) -> bool:
+            return rec is None or (rec.get("status") in waiting and rec.get("queue") in wanted)
+
+        if self.is_redis:
+            conn, base = self.storage.conn, self.storage.result_key("")
+            keys = [k for k in conn.scan_iter(match=base + b"*", count=1000)
+                    if not k[len(base):].startswith((b"unique:", b"rate:"))]
+            for i in range(0, len(keys), 500):
+                batch = keys[i:i + 500]
+                gone = [k for k, raw in zip(batch, conn.mget(batch))
+                        if raw is not None and drop(self._decode("", raw))]
+                if gone:
+                    conn.delete(*gone)
+            for k in conn.scan_iter(match=base + b"unique:*", count=1000):
+                bound = conn.get(k)
+                if bound is not None and not conn.exists(self.storage.result_key(bound.decode())):
+                    conn.delete(k)
+            return
+        s = self.storage
+        with s.db(commit=True) as curs:
+            curs.execute("select key, value from kv where queue = ?", (s.name,))
+            rows = curs.fetchall()
+            kept, uniques = set(), []
+            for key, value in rows:
+                if key.startswith("unique:"):
+                    uniques.append((key, json.loads(bytes(value))))
+                elif drop(self._decode(key, value)):
+                    curs.execute("delete from kv where queue = ? and key = ?", (s.name, key))
+                else:
+                    kept.add(key)
+            for key, doc in uniques:
+                if doc.get("id") not in kept or doc.get("expires_at", 0) <= time.time():
+                    curs.execute("delete from kv where queue = ? and key = ?", (s.name, key))
+
+    # -- unique keys (UNIQUE) ----------------------------------------------------------------------
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        k = "unique:" + key
+        if self.is_redis:  # Huey's put_if_empty on RedisExpireStorage is SET NX EX
+            for _ in range(3):
+                if self.storage.put_if_empty(k, task_id.encode(), max(1, math.ceil(ttl))):
+                    return None
+                raw = self.storage.peek_data(k)
+                if raw is not EmptyData:
+                    return bytes(raw).decode()
+            raise BrokerUnavailable(f"unique key {key!r} kept changing")
+        # SqliteStorage.put_if_empty has no TTL: the claim carries its expiry and is checked and
+        # (re)bound in one exclusive transaction.
+        s = self.storage
+        with s.db(commit=True) as curs:
+            curs.execute("select value from kv where queue = ? and key = ?", (s.name, k))
+            row = curs.fetchone()
+            if row is not None:
+                doc = json.loads(bytes(row[0]))
+                if doc["expires_at"] > time.time():
+                    return str(doc["id"])
+            curs.execute("insert or replace into kv (queue, key, value) values (?, ?, ?)",
+                         (s.name, k, self._encode({"id": task_id, "expires_at": time.time() + ttl})))
+        return None
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        k = "unique:" + key
+        if self.is_redis:
+            self.storage.conn.eval(_RELEASE_IF_OWNER, 1, self.storage.result_key(k), task_id)
+            return
+        s = self.storage
+        with s.db(commit=True) as curs:
+            curs.execute("select value from kv where queue = ? and key = ?", (s.name, k))
+            row = curs.fetchone()
+            if row is not None and json.loads(bytes(row[0])).get("id") == task_id:
+                curs.execute("delete from kv where queue = ? and key = ?", (s.name, k))
+
+    # -- rate limits (RATE_LIMIT): a sliding window per name ------------------------------------------
+    def _ensure_rate_table(self) -> None:
+        if not self._rate_table:
+            self.storage.sql("create table if not exists anytask_rate (queue text not null, name text not null, "
+                             "ts real not null)", commit=True)
+            self.storage.sql("create index if not exists anytask_rate_name_ts on anytask_rate (queue, name, ts)",
+                             commit=True)
+            self._rate_table = True
+
+    def acquire_rate(self, name: str, count: int, period: float, token: str) -> float:
+        """0.0 if a start is allowed now (and counted), else the seconds until a slot frees up."""
+        if self.is_redis:
+            conn = self.storage.conn
+            if self._limiter is None or self._limiter.client is not conn:
+                from ._redis_state import RedisRateLimiter
+
+                self._limiter = RedisRateLimiter(conn, prefix=self.storage.result_key("rate:").decode())
+            return float(self._limiter.acquire(name, count, period, token))
+        self._ensure_rate_table()
+        s, now = self.storage, time.time()
+        with s.db(commit=True) as curs:  # BEGIN EXCLUSIVE: the count and the insert are one step
+            curs.execute("delete from anytask_rate where queue = ? and name = ? and ts <= ?",
+                         (s.name, name, now - period))
+            curs.execute("select count(*), min(ts) from anytask_rate where queue = ? and name = ?", (s.name, name))
+            n, oldest = curs.fetchone()
+            if n < count:
+                curs.execute("insert into anytask_rate (queue, name, ts) values (?, ?, ?)", (s.name, name, now))
+                return 0.0
+            return max(0.001, float(oldest) + period - now)
+
+
+_RELEASE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class _Registry(Registry):
@@ -209,18 +419,38 @@ class HueyAdapter(Adapter):
                                           "sync function runs the coroutine with asyncio.run in the worker"),
             Feature.DELAY: native("Huey eta: the message waits in the consumer's schedule (SCHEDULED) and the "
                                   "scheduler enqueues it when due (1 s granularity)"),
-            Feature.PRIORITY: unsupported("not wired in anytask yet; the library has priority= on SQLite and "
-                                          "PriorityRedisHuey"),
-            Feature.CANCEL: unsupported("not wired in anytask yet; the library has revoke_by_id()"),
-            Feature.PROGRESS: unsupported("not wired in anytask yet; the library has no progress API "
-                                          "(would be recorded in the state record)"),
+            Feature.PRIORITY: native("Huey priority= per message (higher first): SqliteStorage orders by "
+                                     "priority desc, id; on Redis PriorityRedisExpireHuey keeps the queue in a "
+                                     "sorted set popped with BZPOPMIN (FIFO within a priority). A consumer takes "
+                                     "one message per idle worker, so nothing is prefetched past a higher one"),
+            Feature.CANCEL: native("before start: the record goes to CANCELLED atomically against the worker's "
+                                   "start (SQLite BEGIN EXCLUSIVE / Redis WATCH) and Huey revoke_by_id("
+                                   "revoke_once=True) makes the consumer skip the message; a pre_execute hook "
+                                   "raising CancelExecution closes the race with a worker that already checked the "
+                                   "revocation. While running: NOT_INTERRUPTIBLE, Huey cannot stop a running "
+                                   "task (revocation only prevents executions)"),
+            Feature.PROGRESS: emulated("Huey has no progress API: anytask.progress() writes the task's state "
+                                       "record in Huey's storage (Recorder.progress), read by get()"),
             Feature.CHAIN: unsupported("not wired in anytask yet; the library has task.then() pipelines"),
             Feature.GROUP: unsupported("not wired in anytask yet; the library has group()"),
             Feature.CHORD: unsupported("not wired in anytask yet; the library has chord()"),
-            Feature.RATE_LIMIT: unsupported("not wired in anytask yet; the library has huey.rate_limit()"),
-            Feature.UNIQUE: unsupported("not wired in anytask yet; the library has huey.lock_task()"),
-            Feature.RESULT_TTL: unsupported("not wired in anytask yet; the library has RedisExpireHuey "
-                                            "expire_time (Redis only)"),
+            Feature.RATE_LIMIT: emulated("cluster-wide sliding window per task name, checked in a pre_execute hook "
+                                         "before the start is recorded (Redis: the shared RedisRateLimiter Lua "
+                                         "script; SQLite: a table in Huey's file, one BEGIN EXCLUSIVE "
+                                         "transaction); over the limit the message is re-scheduled with Huey's "
+                                         "RetryTask(delay=...) without using a retry, so no worker slot sleeps. "
+                                         "Not huey.rate_limit(): its fixed-window reset is a non-atomic "
+                                         "read-delete-put that concurrent workers can undo. Starts are late by up "
+                                         "to the scheduler's 1 s tick"),
+            Feature.UNIQUE: emulated("Huey has no unique submits (lock_task only locks a running body): the "
+                                     "client claims the key in Huey's storage before enqueueing, Redis: "
+                                     "put_if_empty = SET NX EX; SQLite: put_if_empty has no TTL, so the claim "
+                                     "stores its expiry and is checked and bound in one BEGIN EXCLUSIVE "
+                                     "transaction. The claim lasts result_ttl (default 7 days) from the submit"),
+            Feature.RESULT_TTL: emulated("the record and Huey's result expire result_ttl (default 7 days) after "
+                                         "the final write: Redis SET PX / PEXPIRE; SQLite has no expiry, so the "
+                                         "record stores expires_at and a read past it deletes record and result "
+                                         "(lazily: unread rows stay in the file)"),
             Feature.PERIODIC: unsupported("not wired in anytask yet; the library has periodic_task(crontab)"),
         },
         needs_worker=True,
@@ -240,7 +470,9 @@ class HueyAdapter(Adapter):
         self._state_storage: BaseStorage | None = None
         self._pool: Any = None
         self._local = threading.local()
-        self.recorder = Recorder(HueyStateStore(_LazyStorage(self)), ttl=self.ttl)
+        self.store = HueyStateStore(_LazyStorage(self), is_redis=url.transport == "redis", default_ttl=self.ttl,
+                                    on_expired=self._drop_native_result)
+        self.recorder = Recorder(self.store, ttl=self.ttl)
         if url.transport == "sqlite":
             self.filename = self._sqlite_path(url)
             try:
@@ -294,7 +526,7 @@ class HueyAdapter(Adapter):
         with self._lock:
             h = self._hueys.get(queue)
             if h is None:
-                cls = SqliteHuey if self.url.transport == "sqlite" else RedisExpireHuey
+                cls = SqliteHuey if self.url.transport == "sqlite" else PriorityRedisExpireHuey
                 with self._errors(f"opening queue {queue!r}"):
                     h = cls(self.prefix + queue, results=True, store_none=True, utc=True,
                             serializer=JSONSerializer(), **self._new_storage_kwargs())
@@ -355,10 +587,16 @@ class HueyAdapter(Adapter):
         # timeout=0 is Huey's "no limit" (None would fall back to the registered default).
         htask = task_class(message.args, message.kwargs, id=message.id, eta=eta_dt, retries=o.retries,
                            retry_delay=o.retry_backoff, retry_backoff=2 if o.retry_backoff else 0,
-                           timeout=o.timeout or 0)
+                           timeout=o.timeout or 0, priority=o.priority)
+        # What the worker and cancel() need that Huey's message does not carry.
+        extra: dict[str, Any] = {"queue": message.queue}
+        if o.result_ttl is not None:
+            extra["result_ttl"] = o.result_ttl
+        if o.rate_limit is not None:
+            extra["rate_limit"] = o.rate_limit
         with self._errors(f"submitting {task.name}"):
             self.recorder.submitted(message.id, task.name, scheduled=eta is not None,
-                                    enqueued_at=message.enqueued_at)
+                                    enqueued_at=message.enqueued_at, extra=extra)
             try:
                 h.enqueue(htask)
             except BaseException:
@@ -369,6 +607,45 @@ class HueyAdapter(Adapter):
     def get(self, task_id: str) -> TaskResult:
         with self._errors(f"reading task {task_id}"):
             return self.recorder.read(task_id)
+
+    def cancel(self, task_id: str) -> CancelResult:
+        with self._errors(f"cancelling task {task_id}"):
+            rec = self.store.read(task_id)
+            if rec is None:
+                raise UnknownTaskId(f"no task with id {task_id!r} on {self.url.masked} (never submitted, or expired)")
+            h = self.huey(rec["queue"]) if rec.get("queue") else None
+            # Revoke first: a consumer that dequeues the message from now on skips it (SIGNAL_REVOKED).
+            # The record decides: whichever of this update and the worker's start (pre_execute) comes
+            # first wins; a worker that passed the revocation check before it finds CANCELLED there.
+            if h is not None:
+                h.revoke_by_id(task_id, revoke_once=True)
+            note = "cancelled before start (Huey revoke_by_id)"
+            done, now = self.store.update(task_id, lambda r: (
+                {"status": Status.CANCELLED.value, "finished_at": time.time(), "note": note}
+                if r is not None and r.get("status") in _CANCELLABLE else None))
+            status = Status((now or {}).get("status", Status.UNKNOWN.value))
+            if done or status is Status.CANCELLED:  # (or the consumer saw the revocation first)
+                return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, note)
+            if h is not None:  # not ours to skip any more: a later retry of this task must still run
+                h.restore_by_id(task_id)
+            if status.finished or status is Status.UNKNOWN:
+                return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, status)
+            return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, status,
+                                "Huey cannot stop a running task (revocation only prevents executions); "
+                                "it will finish")
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        with self._errors(f"claiming unique key {key!r}"):
+            return self.store.claim_unique(key, task_id, ttl)
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        with self._errors(f"releasing unique key {key!r}"):
+            self.store.release_unique(key, task_id)
+
+    def _drop_native_result(self, task_id: str, rec: dict[str, Any]) -> None:
+        """An expired record's Huey result goes with it (SQLite's lazy expiry)."""
+        if rec.get("queue"):
+            self.huey(rec["queue"]).storage.delete_data(task_id)
 
     def ping(self) -> None:
         with self._errors("ping"):
@@ -383,7 +660,7 @@ class HueyAdapter(Adapter):
                 s.flush_queue()
                 s.flush_schedule()
                 s.flush_results()
-            HueyStateStore(self.state_storage()).purge()
+            self.store.purge(queues)
 
     def close(self) -> None:
         with self._lock:
@@ -403,10 +680,21 @@ class HueyAdapter(Adapter):
     # -- worker ------------------------------------------------------------------------------------
     def _native_function(self, task: Task[Any, Any]) -> Any:
         local = self._local
+        rec = self.recorder
 
         def run(*args: Any, **kwargs: Any) -> Any:
+            wait = getattr(local, "defer", None)
+            if wait:  # over the rate limit (see the pre_execute hook): back to Huey's schedule
+                local.defer, local.deferred = None, True
+                raise RetryTask(delay=wait)
             htask = getattr(local, "task", None)
-            ctx = execution.TaskContext(htask.id if htask else "", task.name, getattr(local, "attempt", 1))
+            task_id = htask.id if htask else ""
+
+            def report(progress: dict[str, Any]) -> None:
+                if task_id:
+                    rec.progress(task_id, progress)
+
+            ctx = execution.TaskContext(task_id, task.name, getattr(local, "attempt", 1), report_progress=report)
             with execution.task_context(ctx):
                 return execution.call(task, args, kwargs)
 
@@ -416,20 +704,56 @@ class HueyAdapter(Adapter):
 
     def _connect_hooks(self, h: Huey) -> None:
         rec = self.recorder
+        store = self.store
         local = self._local
 
-        @h.signal(S.SIGNAL_EXECUTING)
-        def executing(signal: str, htask: Any, *a: Any) -> None:
-            prev = rec.store.read(htask.id) or {}
-            local.task, local.attempt = htask, int(prev.get("attempts") or 0) + 1
-            rec.started(htask.id, local.attempt)
+        @h.pre_execute("anytask_start")
+        def start(htask: Any) -> None:
+            # Huey runs this after its own revocation check, right before the task body. Exceptions
+            # other than CancelExecution are logged by Huey and the task runs anyway.
+            local.task, local.defer, local.deferred, local.record = htask, None, False, {}
+            admitted = False  # a rate-limited task first takes a slot, then starts
+
+            def begin(r: dict[str, Any] | None) -> dict[str, Any] | None:
+                if r is not None and (r.get("status") == Status.CANCELLED.value
+                                      or (r.get("rate_limit") and not admitted)):
+                    return None
+                return {"status": Status.RUNNING.value, "started_at": time.time(),
+                        "attempts": int((r or {}).get("attempts") or 0) + 1}
+
+            started, now = store.update(htask.id, begin)
+            if not started and now is not None and now.get("status") != Status.CANCELLED.value:
+                count, period = parse_rate(now["rate_limit"])
+                wait = store.acquire_rate(now.get("task_name") or htask.name, count, period, htask.id)
+                if wait > 0:
+                    local.defer = wait  # run() re-schedules it; the record keeps its status
+                    return
+                admitted = True
+                started, now = store.update(htask.id, begin)
+            if not started:  # cancelled (a cancel may win the race with this start)
+                raise CancelExecution("cancelled in anytask before it started")
+            local.record = now or {}
+            local.attempt = local.record.get("attempts", 1)
+
+        @h.signal(S.SIGNAL_CANCELED)
+        def canceled(signal: str, htask: Any, *a: Any) -> None:
+            h.restore_by_id(htask.id)  # the revocation it did not get to consume
+
+        @h.signal(S.SIGNAL_REVOKED)
+        def revoked(signal: str, htask: Any, *a: Any) -> None:
+            # Huey skipped a revoked message (anytask's cancel, or huey.revoke_by_id by hand).
+            store.update(htask.id, lambda r: (
+                {"status": Status.CANCELLED.value, "finished_at": time.time(), "note": "revoked in Huey"}
+                if r is not None and r.get("status") in _CANCELLABLE else None))
 
         @h.signal(S.SIGNAL_ENQUEUED)
         def enqueued(signal: str, htask: Any, *a: Any) -> None:
             # The scheduler moves a due task from the schedule to the queue: SCHEDULED -> QUEUED.
-            # (A pending retry stays RETRYING.)
-            if htask.eta is not None and (rec.store.read(htask.id) or {}).get("status") == Status.SCHEDULED.value:
-                rec.store.write(htask.id, {"status": Status.QUEUED.value}, rec.ttl)
+            # (A pending retry stays RETRYING; a cancelled task stays CANCELLED.)
+            if htask.eta is not None:
+                store.update(htask.id, lambda r: (
+                    {"status": Status.QUEUED.value}
+                    if r is not None and r.get("status") == Status.SCHEDULED.value else None))
 
         @h.signal(S.SIGNAL_INTERRUPTED)
         def interrupted(signal: str, htask: Any, *a: Any) -> None:
@@ -446,7 +770,10 @@ class HueyAdapter(Adapter):
             except HueyException:
                 exc = TaskNotRegistered(f"task {message.name!r} is not registered in the worker of Huey queue "
                                         f"{h.name!r}; start the worker with --tasks naming the module that defines it")
-                rec.failed(message.id, ErrorInfo.from_exception(exc), will_retry=False)
+                error = ErrorInfo.from_exception(exc).to_dict()
+                store.update(message.id, lambda r: (
+                    {"status": Status.FAILED.value, "finished_at": time.time(), "error": error}
+                    if r is None or r.get("status") not in _FINAL else None))
                 raise
 
         h.deserialize_task = deserialize_task  # used by Huey's dequeue() and its scheduler
@@ -456,10 +783,17 @@ class HueyAdapter(Adapter):
             # Called for every outcome (also TaskTimeout), after Huey stored its own result and before
             # it re-queues a retry; ``htask.retries`` is the number of retries still allowed.
             local.task = None
+            if getattr(local, "deferred", False):  # rate-limited: not an attempt, nothing to record
+                local.deferred = False
+                return
             if exc is None:
                 rec.succeeded(htask.id, value)
             else:
                 rec.failed(htask.id, ErrorInfo.from_exception(exc), will_retry=bool(htask.retries))
+            ttl = (getattr(local, "record", None) or {}).get("result_ttl")
+            if ttl is not None and store.is_redis and (exc is None or not htask.retries):
+                # Huey's own result (RedisExpireStorage: expire_time for all) goes with the record.
+                h.storage.conn.pexpire(h.storage.result_key(htask.id), max(1, int(float(ttl) * 1000)))
 
     def consumer_config(self, options: WorkerOptions) -> ConsumerConfig:
         """huey_consumer's settings for a named configuration, then ``options.extra`` (huey_consumer flags)."""
