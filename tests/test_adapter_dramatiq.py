@@ -336,3 +336,176 @@ def test_broker_down_raises_within_the_timeout(backend: BackendUnderTest, silent
                 c.adapter.ping()
     # nothing half-written: the state record written before the failed enqueue was removed
     assert backend.client.status(fixed.hex) is Status.UNKNOWN
+
+
+# -- issue 5 features: priority, cancel, rate limit, unique keys, result TTL, progress ---------------
+
+
+def state_ttl(b: BackendUnderTest, task_id: str) -> int:
+    return int(adapter_of(b).redis.ttl(adapter_mod.STATE_PREFIX + task_id))
+
+
+def unique_ttl(b: BackendUnderTest, key: str) -> int:
+    return int(adapter_of(b).redis.ttl(f"{adapter_mod.STATE_PREFIX}unique:{key}"))
+
+
+def test_capabilities_are_declared_per_broker() -> None:
+    from anytask import Feature
+    from anytask.facade.errors import UnsupportedFeature
+
+    r = anytask.connect("dramatiq+redis://127.0.0.1:6379/5")
+    a = anytask.connect("dramatiq+amqp://guest:guest@127.0.0.1:5672/?result=redis://127.0.0.1:6379/6")
+    try:
+        assert type(r.adapter) is adapter_mod.DramatiqRedisAdapter
+        assert type(a.adapter) is adapter_mod.DramatiqAmqpAdapter
+        assert not r.capabilities.supports(Feature.PRIORITY) and a.capabilities.supports(Feature.PRIORITY)
+        for f in (Feature.CANCEL, Feature.PROGRESS, Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL):
+            assert r.capabilities.supports(f) and a.capabilities.supports(f)
+        with pytest.raises(UnsupportedFeature, match="FIFO"):
+            r.submit(tasks.add.using(priority=5), 1, 2)  # refused before anything is written
+    finally:
+        r.close()
+        a.close()
+
+
+def test_priority_is_rabbitmq_message_priority(backend: BackendUnderTest, probe_queue: str) -> None:
+    a = adapter_of(backend)
+    if a.url.transport != "amqp":
+        pytest.skip("priority exists on RabbitMQ only")
+    backend.client.submit(tasks.add.using(queue=probe_queue, priority=2), 1, 1)
+    backend.client.submit(tasks.add.using(queue=probe_queue, priority=7), 2, 2)
+    backend.client.submit(tasks.add.using(queue=probe_queue), 3, 3)
+    conn = pika.BlockingConnection(adapter_mod._pika_parameters(a.url.broker_url, 5.0))
+    try:
+        ch = conn.channel()
+        # the queue was declared with x-max-priority=9: a passive redeclare with it succeeds
+        ch.queue_declare(a.native_queue(probe_queue), durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": a.native_queue(probe_queue) + ".XQ",
+            "x-max-priority": adapter_mod.MAX_PRIORITY})
+        got = []
+        while True:
+            method, props, body = ch.basic_get(a.native_queue(probe_queue), auto_ack=True)
+            if method is None:
+                break
+            got.append((props.priority, json.loads(body)["args"]))
+    finally:
+        conn.close()
+    assert got == [(7, [2, 2]), (2, [1, 1]), (None, [3, 3])]  # RabbitMQ hands them out highest first
+
+
+def test_queue_declared_without_priority_is_a_clear_configuration_error(backend: BackendUnderTest) -> None:
+    from anytask.facade.errors import ConfigurationError
+
+    a = adapter_of(backend)
+    if a.url.transport != "amqp":
+        pytest.skip("RabbitMQ queue arguments")
+    q = f"legacy_{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(adapter_mod._pika_parameters(a.url.broker_url, 5.0))
+    try:
+        conn.channel().queue_declare(a.native_queue(q), durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": a.native_queue(q) + ".XQ"})
+        with pytest.raises(ConfigurationError, match="x-max-priority"):
+            backend.client.submit(tasks.add.using(queue=q), 1, 2)
+    finally:
+        ch = conn.channel()
+        for name in (a.native_queue(q), a.native_queue(q) + ".DQ", a.native_queue(q) + ".XQ"):
+            ch.queue_delete(name)
+        conn.close()
+
+
+def test_cancelled_delayed_task_stays_cancelled_when_its_eta_comes(backend: BackendUnderTest) -> None:
+    # The worker moves a due message from <queue>.DQ to <queue> and records SCHEDULED -> QUEUED: that
+    # write must never turn a CANCELLED record back into QUEUED, and the message must be skipped.
+    path = os.path.join(backend.tmp, f"dr-cancel-delay-{uuid.uuid4().hex}.txt")
+    h = backend.client.submit(tasks.record.using(delay=1), path, "ran")
+    assert h.status() is Status.SCHEDULED
+    res = h.cancel()
+    assert res.cancelled and res.status is Status.CANCELLED
+    after = backend.client.submit(tasks.record.using(delay=1.5), path, "after")  # on the same delay queue
+    assert after.result(timeout=RESULT_TIMEOUT) == "after"
+    # consumed and skipped, not left behind: Dramatiq's Results stores None for a skipped message
+    a = adapter_of(backend)
+    deadline = time.monotonic() + 10
+    while not a.redis.exists(result_key(backend, h.id, actor="anytask.testing.tasks.record")):
+        assert time.monotonic() < deadline, "the cancelled message was not consumed"
+        time.sleep(0.05)
+    assert h.status() is Status.CANCELLED and "skipped" in h.get().note
+    with open(path) as fh:
+        assert fh.read().split() == ["after"]
+
+
+def test_cancel_of_a_running_task_is_not_interruptible(backend: BackendUnderTest) -> None:
+    from anytask import CancelOutcome
+
+    h = backend.client.submit(tasks.sleep, 1.5, "done")
+    wait_status(backend, h.id, Status.RUNNING)
+    res = h.cancel()
+    assert res.outcome is CancelOutcome.NOT_INTERRUPTIBLE and res.status is Status.RUNNING
+    assert h.result(timeout=RESULT_TIMEOUT) == "done"
+
+
+def test_rate_limited_message_waits_in_the_delay_queue_not_in_a_worker_slot(backend: BackendUnderTest) -> None:
+    a = adapter_of(backend)
+    path = os.path.join(backend.tmp, f"dr-rate-{uuid.uuid4().hex}.txt")
+    limited = tasks.record.using(rate_limit="1/m")
+    first = backend.client.submit(limited, path, "first")
+    assert first.result(timeout=RESULT_TIMEOUT) == "first"
+    second = backend.client.submit(limited, path, "second")
+    # the worker took no slot for it: other tasks run while it waits, and it stays QUEUED
+    for i in range(6):
+        assert backend.client.submit(tasks.add, i, i).result(timeout=RESULT_TIMEOUT) == 2 * i
+    time.sleep(1.0)
+    assert second.status() is Status.QUEUED and second.get().started_at is None
+    if a.url.transport == "redis":  # the re-enqueued message is in Dramatiq's delay queue, eta 1-2 min on
+        r = redis.Redis.from_url(a.url.broker_url)
+        delayed = [json.loads(v) for v in r.hvals(f"dramatiq:{a.native_queue('default')}.DQ.msgs")]
+        etas = [m["options"]["eta"] / 1000 - time.time() for m in delayed if m["message_id"] == second.id]
+        assert len(etas) == 1 and 30 < etas[0] < 125, etas  # wait + jitter of up to one slot (60 s)
+    assert second.cancel().cancelled  # then the worker skips it when it comes back
+    with open(path) as fh:
+        assert fh.read().split() == ["first"]
+
+
+def test_result_ttl_applies_to_the_native_result_and_the_record(backend: BackendUnderTest) -> None:
+    a = adapter_of(backend)
+    h = backend.client.submit(tasks.add.using(result_ttl=30), 2, 3)
+    assert h.result(timeout=RESULT_TIMEOUT) == 5
+    assert 20 < state_ttl(backend, h.id) <= 30
+    pttl = a.redis.pttl(result_key(backend, h.id, actor="anytask.testing.tasks.add"))
+    assert 20_000 < pttl <= 30_000  # Dramatiq's own Results TTL, from the message's result_ttl option
+    plain = backend.client.submit(tasks.add, 1, 1)
+    assert plain.result(timeout=RESULT_TIMEOUT) == 2
+    assert state_ttl(backend, plain.id) > DEFAULT_TTL - 60
+
+
+def test_unique_key_lives_as_long_as_the_record(backend: BackendUnderTest, probe_queue: str) -> None:
+    key = f"dr-{uuid.uuid4().hex}"
+    t = tasks.add.using(queue=probe_queue, unique_key=key, result_ttl=20)
+    h = backend.client.submit(t, 1, 2)
+    assert backend.client.submit(t, 5, 5).id == h.id
+    # waiting: the key lives the record's lifetime (a week), not just result_ttl from submit
+    assert unique_ttl(backend, key) > DEFAULT_TTL - 60
+    assert h.cancel().cancelled
+    # finished (here: cancelled): key and record expire together, result_ttl from now
+    assert 10 < unique_ttl(backend, key) <= 20 and 10 < state_ttl(backend, h.id) <= 20
+    assert backend.client.submit(t, 5, 5).id == h.id
+
+
+def test_purge_drops_waiting_records_and_keeps_finished_ones(backend: BackendUnderTest, probe_queue: str) -> None:
+    done = backend.client.submit(tasks.add.using(queue="default"), 1, 1)
+    assert done.result(timeout=RESULT_TIMEOUT) == 2
+    waiting = backend.client.submit(tasks.add.using(queue=probe_queue, unique_key=f"p-{uuid.uuid4().hex}"), 1, 2)
+    cancelled = backend.client.submit(tasks.add.using(queue=probe_queue), 1, 3)
+    cancelled.cancel()
+    adapter_of(backend).purge([probe_queue])
+    assert waiting.status() is Status.UNKNOWN  # its message is gone: it would otherwise wait forever
+    assert cancelled.status() is Status.CANCELLED and done.status() is Status.SUCCEEDED
+
+
+def test_progress_is_a_field_of_the_state_record(backend: BackendUnderTest) -> None:
+    a = adapter_of(backend)
+    h = backend.client.submit(tasks.with_progress, 2, 0.1)
+    assert h.result(timeout=RESULT_TIMEOUT) == 2
+    raw = a.redis.hget(adapter_mod.STATE_PREFIX + h.id, "progress")
+    assert raw is not None and json.loads(raw) == {"done": 2, "total": 2, "stage": "step"}
+    assert h.get().status is Status.SUCCEEDED  # the progress writes did not touch the status

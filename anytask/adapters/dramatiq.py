@@ -13,6 +13,10 @@ URL forms::
   middleware hooks into a :class:`RedisStateStore` next to the results (``anytask:dramatiq:state:<id>``).
 * ``prefix`` is prepended to native queue names; ``timeout`` (seconds, default 3) bounds connecting;
   ``confirm=0`` turns off RabbitMQ publisher confirms on submit (default on).
+* ``DramatiqAdapter(url)`` gives a ``DramatiqRedisAdapter`` or a ``DramatiqAmqpAdapter``: only their
+  capabilities differ (message priority is RabbitMQ's x-max-priority; the Redis broker is FIFO).
+* Cancel (before start), rate limits and unique keys are emulated on the state Redis; the worker's
+  ``StateMiddleware`` skips cancelled messages and re-delays rate-limited ones (``SkipMessage``).
 
 The worker is Dramatiq's own CLI, ``python -m dramatiq anytask.adapters.dramatiq:worker_broker``: the
 ``worker_broker`` callable builds the broker from environment variables set by :meth:`run_worker`.
@@ -22,12 +26,15 @@ See docs/adapters/dramatiq.md for the traps this module neutralises.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 import os
+import random
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +53,7 @@ from dramatiq.middleware import (
     Pipelines,
     Retries,
     ShutdownNotifications,
+    SkipMessage,
     TimeLimit,
     TimeLimitExceeded,
 )
@@ -54,14 +62,14 @@ from dramatiq.results.backends import RedisBackend
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
-from ..facade.capabilities import Capabilities, Feature, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered
-from ..facade.records import ErrorInfo, Message, TaskResult
+from ..facade.capabilities import Capabilities, Feature, FeatureSupport, emulated, native, unsupported
+from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId
+from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
-from ..facade.task import Task, get_task, registered_tasks
+from ..facade.task import Task, get_task, parse_rate, registered_tasks
 from ..facade.url import BackendURL, mask, parse_url
-from ._redis_state import RedisStateStore, broker_errors
+from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 from ._redis_state import connect as redis_connect
 
 logger = logging.getLogger("anytask.dramatiq")
@@ -72,6 +80,44 @@ RESULT_NAMESPACE = "dramatiq-results"
 RESULT_TTL_MS = int(DEFAULT_TTL * 1000)  # Dramatiq's default is 10 minutes: align with the state records
 NO_LIMIT_MS = 10 * 365 * 24 * 3600 * 1000  # "no time limit" in a JSON message (float('inf') is not JSON)
 SCHEDULED_OPTION = "anytask_scheduled"  # message option: submitted with a delay (SCHEDULED until due)
+RATE_OPTION = "anytask_rate_limit"  # message option: "N/s|m|h", enforced by StateMiddleware before start
+UNIQUE_OPTION = "anytask_unique_key"  # message option: the unique key whose TTL follows the record's
+RATE_PREFIX = "anytask:dramatiq:rate:"  # RedisRateLimiter windows, one sorted set per task name
+MAX_PRIORITY = 9  # RabbitMQ x-max-priority of every queue: the facade's 0..9 maps 1:1 (higher first)
+
+# Atomic state transitions in the state hash (fields hold JSON, so statuses compare as '"QUEUED"').
+# start: RUNNING unless cancelled (ARGV: cancelled, running, started_at, attempts, ttl) -> 1 started, 0 not.
+_START = """
+if redis.call('hget', KEYS[1], 'status') == ARGV[1] then return 0 end
+redis.call('hset', KEYS[1], 'status', ARGV[2], 'started_at', ARGV[3], 'attempts', ARGV[4])
+redis.call('expire', KEYS[1], ARGV[5])
+return 1
+"""
+# cancel: CANCELLED if still waiting (ARGV: 3 waiting statuses, cancelled, finished_at, note, default ttl);
+# returns the status found (nil: no record). The record then lives its own result_ttl (field result_ttl).
+_CANCEL = """
+local s = redis.call('hget', KEYS[1], 'status')
+if not s then return false end
+if s == ARGV[1] or s == ARGV[2] or s == ARGV[3] then
+  redis.call('hset', KEYS[1], 'status', ARGV[4], 'finished_at', ARGV[5], 'note', ARGV[6])
+  local ttl = tonumber(redis.call('hget', KEYS[1], 'result_ttl') or ARGV[7])
+  redis.call('pexpire', KEYS[1], math.max(1, math.floor(ttl * 1000)))
+end
+return s
+"""
+# a due delayed message moved to its queue: SCHEDULED -> QUEUED, and nothing else (never over CANCELLED).
+_QUEUE_IF_SCHEDULED = """
+if redis.call('hget', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[1], 'status', ARGV[2])
+redis.call('expire', KEYS[1], ARGV[3])
+return 1
+"""
+# the unique key lives as long as the record: its TTL follows the final write, if still bound to the id.
+_EXPIRE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+
+_J = json.dumps
+_WAITING = (Status.QUEUED, Status.SCHEDULED, Status.RETRYING)
+CANCEL_NOTE = "cancelled before it started (the worker consumed the message and skipped it)"
 
 # Environment of the worker process (set by run_worker, read by worker_broker).
 ENV_URL = "ANYTASK_DRAMATIQ_URL"
@@ -125,6 +171,17 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.lower() not in ("0", "false", "no", "off")
 
 
+def _ttl_ms(result_ttl: float | None) -> int:
+    """A facade result_ttl (seconds, None = the default) in milliseconds >= 1 (Results' and PEXPIRE's unit)."""
+    return max(1, int((DEFAULT_TTL if result_ttl is None else result_ttl) * 1000))
+
+
+def _message_ttl(message: Any) -> float:
+    """The final-write TTL (seconds) of a worker message: its ``result_ttl`` option (ms, as Results reads it)."""
+    ms = message.options.get("result_ttl")
+    return (ms if isinstance(ms, (int, float)) else _ttl_ms(None)) / 1000
+
+
 # -- worker side: states, the actor wrapper --------------------------------------------------------
 
 
@@ -139,31 +196,84 @@ def error_info(exc: BaseException, message: Any = None) -> ErrorInfo:
 
 
 class StateMiddleware(dramatiq.Middleware):
-    """Records QUEUED/RUNNING/RETRYING/SUCCEEDED/FAILED/CANCELLED with Dramatiq's middleware hooks.
+    """Records QUEUED/RUNNING/RETRYING/SUCCEEDED/FAILED/CANCELLED with Dramatiq's middleware hooks, and
+    decides before each start whether the message runs: not if it was cancelled (skipped), not yet if
+    its task's rate limit is exhausted (re-enqueued with Dramatiq's delay, then skipped).
 
     It sits after ``Retries`` and before ``Results`` in the middleware list; ``after_*`` hooks run in
     reverse order, so ``Results`` has stored the value before SUCCEEDED is written, and RETRYING is
     written before ``Retries`` re-enqueues the message (no stale RETRYING over the next RUNNING).
     """
 
-    def __init__(self, recorder: Recorder, retries: Retries, time_limit: TimeLimit) -> None:
+    def __init__(self, recorder: Recorder, retries: Retries, time_limit: TimeLimit,
+                 limiter: RedisRateLimiter | None = None) -> None:
         self.recorder = recorder
         self.retries = retries
         self.time_limit = time_limit
+        self.store: RedisStateStore = recorder.store  # type: ignore[assignment]
+        client = self.store.client
+        self.limiter = limiter or RedisRateLimiter(client, RATE_PREFIX, self.store.url)
+        self._start = client.register_script(_START)
+        self._queue_if_scheduled = client.register_script(_QUEUE_IF_SCHEDULED)
+        self._expire_if_owner = client.register_script(_EXPIRE_IF_OWNER)
         # Time-limit watchdog: thread id -> (deadline, message); ids reported FAILED at their deadline.
         self._deadlines: dict[int, tuple[float, Any, Any]] = {}
         self._timed_out: set[str] = set()
         self._lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
 
+    # -- writes -------------------------------------------------------------------------------
+    def _finished(self, message: Any) -> None:
+        """After a final write: the unique key (if any) expires with the record."""
+        key = message.options.get(UNIQUE_OPTION)
+        if key:
+            with broker_errors("refreshing a unique key", self.store.url):
+                self._expire_if_owner(keys=[f"{self.store.prefix}unique:{key}"],
+                                      args=[message.message_id, max(1, int(_message_ttl(message) * 1000))])
+
+    def _failed(self, message: Any, error: ErrorInfo, will_retry: bool) -> None:
+        if will_retry:
+            self.recorder.failed(message.message_id, error, will_retry=True)
+        else:
+            self.recorder.failed(message.message_id, error, will_retry=False, ttl=_message_ttl(message))
+            self._finished(message)
+
+    # -- hooks --------------------------------------------------------------------------------
     def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
         # A delayed message whose eta passed is moved by the worker from <queue>.DQ to <queue>:
-        # SCHEDULED -> QUEUED. (Retries re-enqueue with a delay and keep RETRYING until RUNNING.)
+        # SCHEDULED -> QUEUED (only from SCHEDULED: a cancelled one stays CANCELLED; retries and
+        # rate-limited re-enqueues keep RETRYING/QUEUED until RUNNING).
         if delay is None and message.options.get(SCHEDULED_OPTION) and not message.options.get("retries"):
-            self.recorder.store.write(message.message_id, {"status": Status.QUEUED.value}, self.recorder.ttl)
+            with broker_errors("writing task state", self.store.url):
+                self._queue_if_scheduled(keys=[self.store.key(message.message_id)],
+                                         args=[_J(Status.SCHEDULED.value), _J(Status.QUEUED.value),
+                                               int(self.recorder.ttl or DEFAULT_TTL)])
+
+    def _skip(self, message: Any, why: str) -> None:
+        message._anytask_skip = why  # read by after_skip_message (MessageProxy takes attributes)
+        raise SkipMessage(why)
 
     def before_process_message(self, broker: Any, message: Any) -> None:
-        self.recorder.started(message.message_id, attempt=message.options.get("retries", 0) + 1)
+        task_id = message.message_id
+        rate = message.options.get(RATE_OPTION)
+        if rate:
+            if (self.store.read(task_id) or {}).get("status") == Status.CANCELLED.value:
+                self._skip(message, "cancelled")  # do not spend a rate-limit slot on it
+            count, period = parse_rate(rate)
+            wait = self.limiter.acquire(message.actor_name, count, period, f"{task_id}:{uuid.uuid4().hex}")
+            if wait > 0:
+                # Over the limit: back to the delay queue until a slot frees (plus up to one slot's
+                # spacing of jitter, so the waiting messages do not all come back at once).
+                delay = math.ceil((wait + random.uniform(0, period / count)) * 1000)
+                broker.enqueue(message, delay=delay)  # as Retries does: a copy of the message, to <queue>.DQ
+                self._skip(message, "rate_limited")
+        with broker_errors("writing task state", self.store.url):
+            started = self._start(keys=[self.store.key(task_id)],
+                                  args=[_J(Status.CANCELLED.value), _J(Status.RUNNING.value), _J(time.time()),
+                                        _J(message.options.get("retries", 0) + 1),
+                                        int(self.recorder.ttl or DEFAULT_TTL)])
+        if not started:
+            self._skip(message, "cancelled")
         limit = message.options.get("time_limit") or broker.get_actor(message.actor_name).options.get(
             "time_limit", self.time_limit.time_limit)  # the same lookup as Dramatiq's TimeLimit
         if isinstance(limit, (int, float)) and math.isfinite(limit) and limit < NO_LIMIT_MS:
@@ -177,14 +287,16 @@ class StateMiddleware(dramatiq.Middleware):
                               exception: BaseException | None = None) -> None:
         timed_out = self._done(message)
         if exception is None and not timed_out:
-            self.recorder.succeeded(message.message_id, None, store_value=False)  # the value is in Results
+            self.recorder.succeeded(message.message_id, None, store_value=False,  # the value is in Results
+                                    ttl=_message_ttl(message))
+            self._finished(message)
         elif exception is None:
             # Returned after its deadline, before TimeLimit's exception landed: still a timeout, and
             # Retries (which saw no exception) will not retry it.
-            self.recorder.failed(message.message_id, error_info(TimeLimitExceeded(), message), will_retry=False)
+            self._failed(message, error_info(TimeLimitExceeded(), message), will_retry=False)
         else:
-            self.recorder.failed(message.message_id, error_info(exception, message),
-                                 will_retry=self.will_retry(broker, message, exception))
+            self._failed(message, error_info(exception, message),
+                         will_retry=self.will_retry(broker, message, exception))
 
     def _done(self, message: Any) -> bool:
         with self._lock:
@@ -209,20 +321,26 @@ class StateMiddleware(dramatiq.Middleware):
             for _, broker, message in expired:
                 exc = TimeLimitExceeded()
                 try:
-                    self.recorder.failed(message.message_id, error_info(exc, message),
-                                         will_retry=self.will_retry(broker, message, exc))
+                    self._failed(message, error_info(exc, message), will_retry=self.will_retry(broker, message, exc))
                 except Exception:
                     logger.warning("could not record the time-out of %s", message.message_id, exc_info=True)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
         self._done(message)
+        why = getattr(message, "_anytask_skip", None)
+        if why == "cancelled":
+            self._finished(message)  # the record is CANCELLED already (by cancel())
+            return
+        if why == "rate_limited":
+            return  # re-enqueued with a delay: still QUEUED (or RETRYING)
         exc = getattr(message, "_exception", None)
         if message.failed:
             err = error_info(exc, message) if exc is not None else ErrorInfo(
                 "dramatiq.middleware.SkipMessage", "skipped and failed by a dramatiq middleware")
-            self.recorder.failed(message.message_id, err, will_retry=False)
+            self._failed(message, err, will_retry=False)
         else:
-            self.recorder.cancelled(message.message_id, "skipped by a dramatiq middleware")
+            self.recorder.cancelled(message.message_id, "skipped by a dramatiq middleware", ttl=_message_ttl(message))
+            self._finished(message)
 
     def after_nack(self, broker: Any, message: Any) -> None:
         # Dead-lettered without running (the worker does not know the actor): FAILED, not QUEUED forever.
@@ -231,7 +349,7 @@ class StateMiddleware(dramatiq.Middleware):
             err = ErrorInfo.from_exception(exc)
             err = ErrorInfo(err.type, f"the worker has no actor named {message.actor_name!r}; start it with "
                             f"--tasks naming the module that defines it", err.traceback)
-            self.recorder.failed(message.message_id, err, will_retry=False)
+            self._failed(message, err, will_retry=False)
 
     def will_retry(self, broker: Any, message: Any, exc: BaseException) -> bool:
         """Whether ``Retries.after_process_message`` (which runs next) re-enqueues the message."""
@@ -250,8 +368,11 @@ class StateMiddleware(dramatiq.Middleware):
         return max_retries is None or retries < max_retries
 
 
-def _actor_function(task: Task[Any, Any]) -> Any:
+def _actor_function(task: Task[Any, Any], recorder: Recorder | None = None) -> Any:
     """The native function: set the TaskContext, run the task through execution.call/acall.
+
+    ``anytask.progress()`` inside the task writes the ``progress`` field of the task's state record
+    through ``recorder`` (one HSET; ``get()`` returns it as ``TaskResult.progress``).
 
     For an ``async def`` task it is itself ``async def``: Dramatiq then runs it natively on the event
     loop thread of its AsyncIO middleware (the current message's contextvar is carried over)."""
@@ -260,7 +381,9 @@ def _actor_function(task: Task[Any, Any]) -> Any:
         msg = CurrentMessage.get_current_message()
         if msg is None:  # pragma: no cover - the worker broker always has CurrentMessage
             return execution.TaskContext("", task.name)
-        return execution.TaskContext(msg.message_id, task.name, msg.options.get("retries", 0) + 1)
+        task_id = msg.message_id
+        report = None if recorder is None else (lambda p: recorder.progress(task_id, p))
+        return execution.TaskContext(task_id, task.name, msg.options.get("retries", 0) + 1, report)
 
     run: Any
     if task.is_async:
@@ -282,8 +405,25 @@ def _actor_function(task: Task[Any, Any]) -> Any:
 # -- the adapter ------------------------------------------------------------------------------------
 
 
-class DramatiqAdapter(Adapter):
-    capabilities = Capabilities(
+PRIORITY_AMQP = native(
+    f"RabbitMQ queue priority: every queue (and its .DQ) is declared with x-max-priority={MAX_PRIORITY} "
+    "(RabbitmqBroker(max_priority=9)) and each message is published with broker_priority=priority (0..9, "
+    "higher first, the same direction as the facade; no priority = 0). Waiting messages are delivered "
+    "highest first; up to prefetch (2 x threads; 1 with --config reliable) messages already delivered to a "
+    "worker run in arrival order")
+PRIORITY_REDIS = unsupported(
+    "Dramatiq's Redis broker keeps one FIFO list per queue (dispatch.lua: RPUSH/LPOP) and has no message "
+    "priority; the actor priority option only orders the few messages one worker has prefetched, and a "
+    "worker consumes several queues at once (no queue-order emulation). Use dramatiq+amqp "
+    "(RabbitMQ x-max-priority)")
+PRIORITY_BY_BROKER = unsupported(
+    "depends on the broker: dramatiq+amqp native (RabbitMQ x-max-priority=9, broker_priority per "
+    "message), dramatiq+redis unsupported (the Redis broker is FIFO); declared by DramatiqAmqpAdapter / "
+    "DramatiqRedisAdapter, the classes the adapter instantiates for each URL")
+
+
+def _capabilities(priority: FeatureSupport) -> Capabilities:
+    return Capabilities(
         features={
             Feature.RETRIES: native("Retries middleware: max_retries=retries and min_backoff=retry_backoff "
                                     "(ms) on each message; Dramatiq's default of 20 retries is neutralised to 0; "
@@ -297,22 +437,33 @@ class DramatiqAdapter(Adapter):
                                         "them on its event loop thread"),
             Feature.DELAY: native("broker.enqueue(message, delay=ms): the message waits in the <queue>.DQ "
                                   "delay queue; the worker's consumer re-enqueues it at its eta"),
-            Feature.PRIORITY: unsupported("not wired in anytask yet; Dramatiq has actor priority "
-                                          "(worker-local ordering) and RabbitMQ broker_priority"),
-            Feature.CANCEL: unsupported("not wired in anytask yet; Dramatiq has no native cancel "
-                                        "(the dramatiq-abort extension adds one)"),
-            Feature.PROGRESS: unsupported("not wired in anytask yet; Dramatiq keeps no progress (it would "
-                                          "go into the state record)"),
+            Feature.PRIORITY: priority,
+            Feature.CANCEL: emulated(
+                "Dramatiq has no cancel (dramatiq-abort is a separate package): cancel() atomically sets the "
+                "state record of a QUEUED/SCHEDULED/RETRYING task to CANCELLED (Lua on Redis); the worker's "
+                "middleware moves a record to RUNNING only if it is not CANCELLED, and otherwise raises "
+                "SkipMessage, so the message is consumed, acked and never run. A RUNNING task is "
+                "NOT_INTERRUPTIBLE: it finishes (Dramatiq can only raise an exception asynchronously in the "
+                "thread, as TimeLimit does: it does not stop a blocking call and the task can catch it)"),
+            Feature.PROGRESS: emulated("Dramatiq keeps no progress: anytask.progress() writes a 'progress' "
+                                       "field into anytask's state record in Redis (one HSET per call)"),
             Feature.CHAIN: unsupported("not wired in anytask yet; Dramatiq has dramatiq.pipeline"),
             Feature.GROUP: unsupported("not wired in anytask yet; Dramatiq has dramatiq.group"),
             Feature.CHORD: unsupported("not wired in anytask yet; Dramatiq has group completion callbacks "
                                        "(GroupCallbacks middleware)"),
-            Feature.RATE_LIMIT: unsupported("not wired in anytask yet; Dramatiq has dramatiq.rate_limits "
-                                            "(WindowRateLimiter, ConcurrentRateLimiter)"),
-            Feature.UNIQUE: unsupported("not wired in anytask yet; Dramatiq has no deduplication (a "
-                                        "ConcurrentRateLimiter with limit=1 only serialises)"),
-            Feature.RESULT_TTL: unsupported("not wired in anytask yet; Dramatiq's Results has result_ttl "
-                                            "per message"),
+            Feature.RATE_LIMIT: emulated(
+                "cluster-wide sliding window per task name (anytask's RedisRateLimiter, a Lua sorted set in "
+                "the result Redis), taken by the worker's middleware before each start; over the limit the "
+                "message goes back to Dramatiq's delay queue until a slot frees (SkipMessage; no worker "
+                "slot is held). Not dramatiq.rate_limits: its limiters are acquire-or-fail (the documented "
+                "pattern raises RateLimitExceeded into Retries, spending retries with exponential backoff), "
+                "WindowRateLimiter costs one key per second of window per acquire, BucketRateLimiter is a "
+                "fixed window (2N bursts)"),
+            Feature.UNIQUE: emulated("Dramatiq has no deduplication: claim_unique is SET NX on the state "
+                                     "Redis (RedisStateStore); the key lives as long as the task's record "
+                                     "(refreshed to result_ttl by the final write)"),
+            Feature.RESULT_TTL: native("Dramatiq's Results result_ttl (ms) on each message; anytask's state "
+                                       "record (and unique key) gets the same PEXPIRE on its final write"),
             Feature.PERIODIC: unsupported("not wired in anytask yet; Dramatiq has no scheduler "
                                           "(periodiq / APScheduler are the documented companions)"),
         },
@@ -320,6 +471,19 @@ class DramatiqAdapter(Adapter):
         delivery="at-least-once (Dramatiq acks after the actor returns)",
         brokers=("redis", "rabbitmq"),
     )
+
+
+class DramatiqAdapter(Adapter):
+    """Dramatiq on Redis or RabbitMQ. Instantiating it gives a :class:`DramatiqRedisAdapter` or a
+    :class:`DramatiqAmqpAdapter`: their capabilities differ (priority exists on RabbitMQ only)."""
+
+    capabilities = _capabilities(PRIORITY_BY_BROKER)
+
+    def __new__(cls, url: BackendURL) -> DramatiqAdapter:  # noqa: PYI034 - returns the per-broker subclass
+        chosen: type[DramatiqAdapter] = cls
+        if cls is DramatiqAdapter:
+            chosen = {"redis": DramatiqRedisAdapter, "amqp": DramatiqAmqpAdapter}.get(url.transport, cls)
+        return super().__new__(chosen)
 
     def __init__(self, url: BackendURL) -> None:
         super().__init__(url)
@@ -334,6 +498,7 @@ class DramatiqAdapter(Adapter):
         self.recorder = Recorder(self.store)
         self.results = RedisBackend(client=self.redis, namespace=RESULT_NAMESPACE, encoder=JSONEncoder(),
                                     use_namespace_prefix_keys=True)
+        self._cancel = self.redis.register_script(_CANCEL)
         self._broker: Any = None
 
     # -- brokers -------------------------------------------------------------------------------
@@ -351,13 +516,15 @@ class DramatiqAdapter(Adapter):
             else:
                 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-                self._broker = RabbitmqBroker(parameters=None, middleware=[], confirm_delivery=self.confirm)
+                self._broker = RabbitmqBroker(parameters=None, middleware=[], confirm_delivery=self.confirm,
+                                              max_priority=MAX_PRIORITY)  # must match the worker's declaration
                 self._broker.parameters = _pika_parameters(self.url.broker_url, self.connect_timeout)
         return self._broker
 
     def worker_broker(self, config: str = "defaults") -> Any:
         """The worker's broker: Dramatiq's default middleware with the traps neutralised, plus
-        CurrentMessage, AsyncIO, the state recorder and Results (stored for a week, not 10 minutes)."""
+        CurrentMessage, AsyncIO, the state recorder and Results (stored for a week, not 10 minutes).
+        The recorder is kept as ``broker.anytask_recorder`` for the actors' progress reports."""
         retries = Retries(max_retries=0)  # Dramatiq's default is 20; each message carries its own
         time_limit = TimeLimit(time_limit=float("inf"))  # Dramatiq's default is 600000 ms (10 minutes)
         store = RedisStateStore(redis_connect(self.result_url, self.connect_timeout), STATE_PREFIX, self.result_url)
@@ -372,17 +539,21 @@ class DramatiqAdapter(Adapter):
             retries,
             CurrentMessage(),
             AsyncIO(),
-            StateMiddleware(Recorder(store), retries, time_limit),
+            StateMiddleware(recorder := Recorder(store), retries, time_limit),
             Results(backend=backend, store_results=True, result_ttl=RESULT_TTL_MS),  # type: ignore[no-untyped-call]
         ]
+        broker: Any
         if self.url.transport == "redis":
             from dramatiq.brokers.redis import RedisBroker
 
-            return RedisBroker(url=self.url.broker_url, middleware=middleware)  # type: ignore[no-untyped-call]
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+            broker = RedisBroker(url=self.url.broker_url, middleware=middleware)  # type: ignore[no-untyped-call]
+        else:
+            from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        broker = RabbitmqBroker(parameters=None, middleware=middleware, confirm_delivery=(config == "reliable"))
-        broker.parameters = _pika_parameters(self.url.broker_url, max(self.connect_timeout, 10.0))
+            broker = RabbitmqBroker(parameters=None, middleware=middleware, confirm_delivery=(config == "reliable"),
+                                    max_priority=MAX_PRIORITY)
+            broker.parameters = _pika_parameters(self.url.broker_url, max(self.connect_timeout, 10.0))
+        broker.anytask_recorder = recorder
         return broker
 
     @contextmanager
@@ -392,6 +563,12 @@ class DramatiqAdapter(Adapter):
             try:
                 yield
             except BrokerConnectionError as exc:
+                if "PRECONDITION_FAILED" in str(exc) and "x-max-priority" in str(exc):
+                    raise ConfigurationError(
+                        f"{what}: a queue on {self.url.masked} was declared without x-max-priority={MAX_PRIORITY} "
+                        f"(by an older anytask or another program); RabbitMQ cannot change a queue's arguments: "
+                        f"delete the queue and its .DQ once (rabbitmqctl delete_queue NAME) and they are "
+                        f"redeclared with priority ({mask(str(exc))})") from None
                 raise BrokerUnavailable(f"{what}: the broker at {self.url.masked} did not answer "
                                         f"({mask(str(exc)) or type(exc).__name__})") from None
             except Exception as exc:
@@ -424,14 +601,25 @@ class DramatiqAdapter(Adapter):
             options["time_limit"] = NO_LIMIT_MS  # .using(timeout=None) on a task declared with a timeout
         if eta is not None:
             options[SCHEDULED_OPTION] = True
+        if o.priority is not None:
+            options["broker_priority"] = o.priority  # RabbitMQ only (the client refuses it on Redis)
+        if o.rate_limit is not None:
+            options[RATE_OPTION] = o.rate_limit
+        if o.unique_key is not None:
+            options[UNIQUE_OPTION] = o.unique_key
+        if o.result_ttl is not None:
+            options["result_ttl"] = _ttl_ms(o.result_ttl)  # Results' own option (ms); the state record follows it
         msg: dramatiq.Message[Any] = dramatiq.Message(queue_name=queue, actor_name=task.name, args=tuple(message.args),
                                kwargs=dict(message.kwargs), options=options, message_id=message.id,
                                message_timestamp=int(message.enqueued_at * 1000))
         # Record before enqueueing (a fast worker must find the record); the queue name is needed to
         # rebuild the Results key from the id alone.
-        self.recorder.submitted(message.id, task.name, scheduled=eta is not None, enqueued_at=message.enqueued_at)
+        extra: dict[str, Any] = {"dramatiq_queue": queue, "result_ttl": _ttl_ms(o.result_ttl) / 1000}
+        if o.unique_key is not None:
+            extra["unique_key"] = o.unique_key
+        self.recorder.submitted(message.id, task.name, scheduled=eta is not None,
+                                enqueued_at=message.enqueued_at, extra=extra)
         try:
-            self.store.write(message.id, {"dramatiq_queue": queue}, self.recorder.ttl)
             broker = self._producer_broker()
             with self._errors(f"enqueueing {task.name}"):
                 if self.url.transport == "amqp":
@@ -450,6 +638,36 @@ class DramatiqAdapter(Adapter):
             return get_task(task.name).options.timeout is not None
         except TaskNotRegistered:
             return False
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """CANCELLED if still waiting (atomically; the worker then skips the message), else say why not."""
+        with broker_errors("cancelling a task", self.result_url):
+            found = self._cancel(keys=[self.store.key(task_id)],
+                                 args=[*(_J(s.value) for s in _WAITING), _J(Status.CANCELLED.value),
+                                       _J(time.time()), _J(CANCEL_NOTE), DEFAULT_TTL])
+        if found is None:
+            raise UnknownTaskId(f"no task with id {task_id!r} on {self.url.masked} (never submitted, or expired)")
+        status = Status(json.loads(found))
+        if status in _WAITING:
+            rec = self.store.read(task_id) or {}
+            key = rec.get("unique_key")
+            if key:
+                with broker_errors("refreshing a unique key", self.result_url):
+                    self.redis.eval(_EXPIRE_IF_OWNER, 1, f"{self.store.prefix}unique:{key}", task_id,
+                                    _ttl_ms(rec.get("result_ttl")))
+            return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, CANCEL_NOTE)
+        if status.finished:
+            return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, status)
+        return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, status,
+                            "Dramatiq cannot stop a running actor: it runs to its end")
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        """SET NX EX on the state Redis; ``ttl`` (from the client) covers the wait and the run, and the
+        final write (or cancel) shortens it to the record's result_ttl."""
+        return self.store.claim_unique(key, task_id, ttl)
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        self.store.release_unique(key, task_id)
 
     def get(self, task_id: str) -> TaskResult:
         rec = self.store.read(task_id)
@@ -504,7 +722,31 @@ class DramatiqAdapter(Adapter):
             for q in queues:
                 for key in self.redis.scan_iter(match=f"{RESULT_NAMESPACE}:{self.native_queue(q)}:*", count=1000):
                     self.redis.delete(key)
-        self.store.purge()
+            for key in self.redis.scan_iter(match=RATE_PREFIX + "*", count=1000):
+                self.redis.delete(key)
+        self._purge_records([self.native_queue(q) for q in queues])
+
+    def _purge_records(self, native_queues: Sequence[str]) -> None:
+        """Delete the state records of the tasks whose messages a purge drops: QUEUED, SCHEDULED or
+        RETRYING on ``native_queues`` (else they would stay waiting forever); then the unique keys whose
+        task record is gone. Running and finished tasks keep their records until their TTL."""
+        queues = {_J(q).encode() for q in native_queues}
+        waiting = {_J(s.value).encode() for s in _WAITING}
+        unique_prefix = f"{self.store.prefix}unique:".encode()
+        with broker_errors("purging task states", self.result_url):
+            uniques = []
+            for key in self.redis.scan_iter(match=self.store.prefix + "*", count=1000):
+                if key.startswith(unique_prefix):
+                    uniques.append(key)
+                    continue
+                queue, status = self.redis.hmget(key, ["dramatiq_queue", "status"])
+                if queue in queues and status in waiting:
+                    self.redis.delete(key)
+            for key in uniques:
+                bound = self.redis.get(key)
+                bound_id = bound.decode() if isinstance(bound, bytes) else bound
+                if bound_id is None or not self.redis.exists(self.store.key(bound_id)):
+                    self.redis.delete(key)
 
     def close(self) -> None:
         if self._broker is not None:
@@ -566,13 +808,13 @@ def worker_broker() -> None:
         task = known.get(name)
         if task is None:
             raise ImportError(f"task {name!r} is not registered after importing {os.environ.get(ENV_MODULES)}")
-        declare_actor(broker, adapter, task)
+        declare_actor(broker, adapter, task, broker.anytask_recorder)
     for q in filter(None, os.environ.get(ENV_QUEUES, "default").split(",")):
         broker.declare_queue(adapter.native_queue(q))  # a queue without actors of its own is consumed too
     dramatiq.set_broker(broker)
 
 
-def declare_actor(broker: Any, adapter: DramatiqAdapter, task: Task[Any, Any]) -> Any:
+def declare_actor(broker: Any, adapter: DramatiqAdapter, task: Task[Any, Any], recorder: Recorder | None = None) -> Any:
     """Register ``task`` natively: actor_name=task.name and the task's declared options in Dramatiq units."""
     o = task.options
     options: dict[str, Any] = {"max_retries": o.retries, "min_backoff": round(o.retry_backoff * 1000),
@@ -580,4 +822,16 @@ def declare_actor(broker: Any, adapter: DramatiqAdapter, task: Task[Any, Any]) -
     if o.timeout is not None:
         options["time_limit"] = math.ceil(o.timeout * 1000)
     decorate = dramatiq.actor(actor_name=task.name, queue_name=adapter.native_queue(o.queue), broker=broker, **options)
-    return decorate(_actor_function(task))
+    return decorate(_actor_function(task, recorder))
+
+
+class DramatiqRedisAdapter(DramatiqAdapter):
+    """``dramatiq+redis``: no message priority (the Redis broker is FIFO)."""
+
+    capabilities = _capabilities(PRIORITY_REDIS)
+
+
+class DramatiqAmqpAdapter(DramatiqAdapter):
+    """``dramatiq+amqp``: RabbitMQ message priority (x-max-priority)."""
+
+    capabilities = _capabilities(PRIORITY_AMQP)
