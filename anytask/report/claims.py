@@ -143,16 +143,19 @@ def parse_claimed(text: str) -> tuple[float, float]:
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
-    """A number for prose: 3 significant digits, thousands separated."""
+    """A number for prose: `digits` significant digits, thousands separated, no exponent above 1e-4."""
     if x is None:
         return "n/a"
     if math.isinf(x):
-        return "∞"
+        return "∞" if x > 0 else "-∞"
     if x == 0:
         return "0"
-    mag = math.floor(math.log10(abs(x)))
-    decimals = max(0, digits - 1 - mag)
-    return f"{x:,.{decimals}f}"
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    s = format(x, f"#.{digits}g")
+    if "e" in s:
+        return f"{x:.{digits - 1}e}"
+    return s.rstrip(".")
 
 
 @dataclass(frozen=True)

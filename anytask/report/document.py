@@ -238,9 +238,11 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
     # ------------------------------------------------------------------ records not measured
     if data.errors:
         b.append(Heading(2, "Records without a measurement", "errors"))
-        b.append(Table(["record", "scenario", "backend", "config", "mode", "error"],
-                       [[[f"results[{i}]"], [r.get("scenario", "")], [r.get("backend", "")], [r.get("config", "")],
-                         [r.get("mode", "")], [str(r.get("error", ""))]] for i, r in data.errors], "errors"))
+        b.append(Para([f"{len(data.errors)} records of run.json carry an error and are left out of every figure."]))
+        b.append(Details(f"The {len(data.errors)} records and their errors", [
+            Table(["record", "scenario", "backend", "config", "mode", "error"],
+                  [[[f"results[{i}]"], [r.get("scenario", "")], [r.get("backend", "")], [r.get("config", "")],
+                    [r.get("mode", "")], [str(r.get("error", ""))]] for i, r in data.errors], "errors")]))
 
     # ------------------------------------------------------------------ appendix
     b.append(Heading(2, "Appendix: environment and configurations", "appendix"))
