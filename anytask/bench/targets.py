@@ -15,7 +15,8 @@ REDIS = os.environ.get("ANYTASK_BENCH_REDIS", "127.0.0.1:6379")
 AMQP = os.environ.get("ANYTASK_BENCH_AMQP", "guest:guest@127.0.0.1:5672")
 REDIS_DB = int(os.environ.get("ANYTASK_BENCH_REDIS_DB", "15"))
 # Databases a run may claim (conformance cases use 1-8, the RQ tests 9, the Celery tests 12, the
-# probes 13-14). Each run takes one that no other live run holds, so flushing it before and after each session can never touch another run's keys.
+# probes 13-14). Each run takes one that no other live run holds, so flushing it before and after
+# each session can never touch another run's keys.
 REDIS_DBS = tuple(int(x) for x in os.environ.get("ANYTASK_BENCH_REDIS_DBS", "15,11,10").split(","))
 LOCK_DB = int(os.environ.get("ANYTASK_BENCH_LOCK_DB", "0"))
 LOCK_TTL = 900
