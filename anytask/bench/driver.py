@@ -50,7 +50,7 @@ class Driver(abc.ABC):
         """Pool type, processes x threads, the knobs of this configuration and the worker command."""
 
     # -- workers ---------------------------------------------------------------------------
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, concurrency: int | None = None) -> dict[str, str]:
         env = {**os.environ, stamps.ENV_DIR: self.setup.stamps_dir, **self.setup.extra_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
@@ -67,7 +67,7 @@ class Driver(abc.ABC):
             if cmd is None:
                 break
             log = os.path.join(self.setup.log_dir, f"{self.setup.target.id}-{self.mode}-{self.setup.config}-{len(self.procs)}.log")
-            self.procs.append(Proc(cmd, self.worker_env(), log).start())
+            self.procs.append(Proc(cmd, self.worker_env(conc), log).start())
         self.wait_ready()
 
     def wait_ready(self) -> None:

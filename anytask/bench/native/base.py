@@ -44,8 +44,8 @@ class NativeBase(Driver):
     def settings(self) -> dict[str, str]:
         return {"url": self.broker_url, "result": self.result_url, "queue": self.queue, "config": self.config}
 
-    def worker_env(self) -> dict[str, str]:
-        env = super().worker_env()
+    def worker_env(self, concurrency: int | None = None) -> dict[str, str]:
+        env = super().worker_env(concurrency)
         s = self.settings()
         env.update({ENV_URL: s["url"], ENV_RESULT: s["result"], ENV_QUEUE: s["queue"], ENV_CONFIG: s["config"]})
         return env

@@ -87,9 +87,9 @@ class NativeDriver(NativeBase):
                                                        "max_retries": 0, "results": "RedisBackend"},
                 "command": " ".join(self.worker_command(self.setup.slots))}
 
-    def worker_env(self) -> dict[str, str]:
-        env = super().worker_env()
-        env.update(self.tuned_env(self.setup.slots))
+    def worker_env(self, concurrency: int | None = None) -> dict[str, str]:
+        env = super().worker_env(concurrency)
+        env.update(self.tuned_env(concurrency or self.setup.slots))
         return env
 
     def worker_command(self, concurrency: int) -> list[str]:
