@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= bench-out/quick
 
-.PHONY: venv bench test demo bench-full bench-micro lint typecheck clean
+.PHONY: venv bench test demo bench-full bench-micro lint typecheck clean brokers-up brokers-down brokers-status probe report
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,21 @@ test: venv
 
 demo: venv
 	$(BIN)/anytask demo
+
+probe: venv
+	$(BIN)/anytask probe --out results/reference/features.json
+
+report: venv
+	$(BIN)/anytask report results/reference
+
+brokers-up: venv
+	$(BIN)/anytask brokers up
+
+brokers-down: venv
+	$(BIN)/anytask brokers down
+
+brokers-status: venv
+	$(BIN)/anytask brokers status
 
 typecheck: venv
 	$(BIN)/python -m mypy --strict anytask/facade

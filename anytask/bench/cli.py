@@ -86,6 +86,22 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         print(json.dumps(doc.get("summary"), indent=1))
     print(f"wrote {os.path.join(out_dir, 'run.json')} ({len(run.results)} records; raw per-task data in "
           f"{os.path.join(out_dir, 'raw')})")
+    if not args.no_report:
+        try:
+            from anytask.report import write_report
+
+            features = args.features
+            if features is None and not os.path.exists(os.path.join(out_dir, "features.json")):
+                committed = os.path.join("results", "reference", "features.json")  # this machine's probe run
+                features = committed if os.path.exists(committed) else None
+            if features:
+                print(f"feature claims judged by {features} ('anytask probe' makes a fresh one)")
+            for path in write_report(out_dir, features_path=features):
+                if path.endswith((".md", ".html")):
+                    print(f"wrote {path}")
+        except Exception as exc:  # noqa: BLE001 - run.json is already written; only the report is missing
+            print(f"anytask bench: no report ({type(exc).__name__}: {exc}); run 'anytask report {out_dir}' "
+                  "(needs anytask[bench])", file=sys.stderr)
     return 130 if doc.get("interrupted") else 0
 
 
@@ -116,6 +132,10 @@ def register(sub: Any) -> None:
     r.add_argument("--seed", type=int, help="seed of the randomised backend order")
     r.add_argument("--no-ceilings", action="store_true", help="skip the raw broker ceilings")
     r.add_argument("--no-resources", action="store_true", help="skip psutil sampling")
+    r.add_argument("--features", metavar="FILE", help="features.json of 'anytask probe' for the report's feature "
+                   "claims (default: DIR/features.json, else results/reference/features.json)")
+    r.add_argument("--no-report", action="store_true",
+                   help="do not write DIR/report.md, report.html and charts/ at the end (see 'anytask report')")
     r.set_defaults(func=cmd_bench_run)
 
     k = sub.add_parser("brokers", help="start, stop or check Redis and RabbitMQ for the benchmarks",

@@ -61,7 +61,7 @@ class Adapter(abc.ABC):
     def wait(self, task_id: str, timeout: float | None) -> TaskResult:
         """Block until the task is finished; default: poll ``get`` with a short backoff."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
+        delay = 0.0005  # first re-check soon: fast tasks finish in well under a millisecond
         while True:
             res = self.get(task_id)
             if res.finished:
@@ -80,7 +80,7 @@ class Adapter(abc.ABC):
 
     async def await_(self, task_id: str, timeout: float | None) -> TaskResult:
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
+        delay = 0.0005  # first re-check soon: fast tasks finish in well under a millisecond
         while True:
             res = await self.aget(task_id)
             if res.finished:

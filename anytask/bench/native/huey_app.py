@@ -5,7 +5,7 @@ Configured as anytask's Huey adapter configures it: one Huey instance named afte
 ``results=True, store_none=True, utc=True``; consumer with ``-w SLOTS -k process``; ``tuned``
 adds ``-d 0.05 -m 1.0`` (faster polling of SQLite), as the adapter's tuned preset, and on Redis
 ``notify_result=True`` (results are pushed to a waiting BLPOP instead of polled). Natively Huey
-keeps its own pickle serializer; RedisExpireHuey for Redis (the adapter's class).
+keeps its own pickle serializer; PriorityRedisExpireHuey for Redis (the adapter's class).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from huey import RedisExpireHuey, SqliteHuey
+from huey import PriorityRedisExpireHuey, SqliteHuey
 
 from .. import work
 from .base import NativeBase, cli, settings
@@ -25,7 +25,7 @@ def build(s: dict[str, str]) -> tuple[Any, dict[str, Any]]:
     else:
         # tuned: notify_result=True makes Result.get(blocking=True) wait on a Redis BLPOP instead of
         # polling with a backoff (huey 3's RedisStorage option).
-        huey = RedisExpireHuey(s["queue"], url=s["url"], results=True, store_none=True, utc=True,
+        huey = PriorityRedisExpireHuey(s["queue"], url=s["url"], results=True, store_none=True, utc=True,
                                expire_time=7 * 24 * 3600, notify_result=s["config"] == "tuned")
 
     @huey.task(name="bench.ping")
