@@ -30,6 +30,7 @@ from anytask.facade.errors import BrokerUnavailable, TaskFailed
 from anytask.facade.state import DEFAULT_TTL
 from anytask.facade.url import parse_url
 from anytask.testing import tasks
+from anytask.testing.conformance import wait_for_status as wait_status
 from anytask.testing.plugin import BackendUnderTest
 from anytask.testing.workers import WorkerProcess
 
@@ -83,19 +84,6 @@ def raw_messages(b: BackendUnderTest, native_queue: str) -> list[dict[str, Any]]
             out.append(json.loads(body))
     finally:
         conn.close()
-
-
-def wait_status(b: BackendUnderTest, task_id: str, wanted: Status, timeout: float = 15.0) -> list[Status]:
-    seen: list[Status] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = b.client.status(task_id)
-        if not seen or seen[-1] is not s:
-            seen.append(s)
-        if s is wanted:
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"{wanted} not seen within {timeout}s; saw {seen}")
 
 
 # -- native messages --------------------------------------------------------------------------------
