@@ -11,6 +11,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+from ..facade.backends import BACKENDS
+
 REDIS = os.environ.get("ANYTASK_BENCH_REDIS", "127.0.0.1:6379")
 AMQP = os.environ.get("ANYTASK_BENCH_AMQP", "guest:guest@127.0.0.1:5672")
 REDIS_DB = int(os.environ.get("ANYTASK_BENCH_REDIS_DB", "15"))
@@ -21,8 +23,7 @@ REDIS_DBS = tuple(int(x) for x in os.environ.get("ANYTASK_BENCH_REDIS_DBS", "15,
 LOCK_DB = int(os.environ.get("ANYTASK_BENCH_LOCK_DB", "0"))
 LOCK_TTL = 900
 
-ALL = ("memory", "huey+sqlite", "huey+redis", "rq+redis", "celery+redis", "celery+amqp",
-       "dramatiq+redis", "dramatiq+amqp", "taskiq+redis", "taskiq+amqp")
+ALL = tuple(BACKENDS)  # every scheme the facade knows, in its table's order
 FALLBACK = ("huey+sqlite", "memory")
 
 
