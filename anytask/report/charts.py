@@ -163,7 +163,7 @@ def chart_latency(plt: Any, data: RunData, path: str) -> str:
         labels = [r[0] for r in rows]
         series = [(k, {lab: g.stat(P[k]) for lab, g in rows}, colours[k]) for k in ("p50", "p95", "p99")]
         _grouped_bars(ax, labels, series, log=True)
-        ax.set_xticklabels(labels, rotation=0, ha="center", fontsize=7)
+        ax.set_xticklabels([lab.replace("\n", " ") for lab in labels], rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("enqueue → result seen, ms (log)")
         cfg = rows[0][1].config if rows else "?"
         ax.set_title(f"{sc} ({cfg} config): latency percentiles\n{_n_text([g for _, g in rows])}", fontsize=10)
@@ -196,7 +196,7 @@ def chart_latency_breakdown(plt: Any, data: RunData, path: str) -> str:
             ax.annotate(C.fmt(float(total)), (xv, total), xytext=(0, 2), textcoords="offset points", ha="center",
                         fontsize=7)
         ax.set_xticks(x)
-        ax.set_xticklabels([r[0] for r in rows], fontsize=7)
+        ax.set_xticklabels([r[0].replace("\n", " ") for r in rows], rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("ms (medians of the parts)")
         ax.set_title(f"{sc}: enqueue → start, run, end → result seen (p50 of each part, stacked)\n"
                      f"{_n_text([g for _, g in rows], whiskers=False)}", fontsize=10)
