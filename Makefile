@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= bench-out/quick
 
-.PHONY: venv bench test demo bench-full bench-micro lint typecheck clean brokers-up brokers-down brokers-status probe report
+.PHONY: venv bench test demo bench-full lint typecheck clean brokers-up brokers-down brokers-status probe report
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
