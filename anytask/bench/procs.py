@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
+
+from ..testing.workers import stop_process
 
 
 class Proc:
@@ -39,25 +40,8 @@ class Proc:
             return ""
 
     def stop(self, timeout: float = 3.0) -> int | None:
-        """SIGTERM the leader, wait, then SIGKILL the whole group; nothing stays behind."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        return self.proc.returncode
+        """SIGTERM the whole group, wait, then SIGKILL it; nothing stays behind."""
+        return stop_process(self.proc, timeout, term_group=True)
 
 
 def group_alive(pgid: int) -> bool:

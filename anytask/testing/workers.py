@@ -14,6 +14,35 @@ from ..facade.client import Client
 from ..facade.errors import AnytaskError
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, *, term_group: bool = False) -> int | None:
+    """SIGTERM ``proc`` (or its whole process group), wait up to ``timeout``, then SIGKILL the group.
+
+    Signalling only the leader lets it shut down its children its own way (``anytask worker``
+    forwards the signal to the library's worker); the final SIGKILL leaves nothing behind.
+    """
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            if term_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.wait(5)
+    return proc.returncode
+
+
 class WorkerProcess:
     """``python -m anytask worker URL --tasks ...`` in its own process group, logging to a file."""
 
@@ -62,21 +91,7 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM the worker, wait, then SIGKILL its whole process group if it is still there."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
