@@ -17,18 +17,20 @@ AMQP = os.environ.get("ANYTASK_DEMO_AMQP", "guest:guest@127.0.0.1:5672")
 
 
 def default_urls() -> list[str]:
+    # One queue prefix per library: on a shared RabbitMQ vhost the libraries declare same-named queues
+    # with different arguments, which RabbitMQ refuses.
     tmp = tempfile.gettempdir()
     r, a = REDIS, AMQP
     return [
         f"huey+sqlite:///{tmp}/anytask-demo-huey.db",
-        f"huey+redis://{r}/9?prefix=demo.",
-        f"rq+redis://{r}/9?prefix=demo.",
-        f"celery+redis://{r}/10?prefix=demo.",
-        f"celery+amqp://{a}//?result=redis://{r}/9&prefix=demo.",
-        f"dramatiq+redis://{r}/11?prefix=demo.",
-        f"dramatiq+amqp://{a}/?result=redis://{r}/9&prefix=demo.",
-        f"taskiq+redis://{r}/12?prefix=demo.",
-        f"taskiq+amqp://{a}/?result=redis://{r}/9&prefix=demo.",
+        f"huey+redis://{r}/9?prefix=demo_huey.",
+        f"rq+redis://{r}/9?prefix=demo_rq.",
+        f"celery+redis://{r}/10?prefix=demo_celery.",
+        f"celery+amqp://{a}//?result=redis://{r}/9&prefix=demo_celery.",
+        f"dramatiq+redis://{r}/11?prefix=demo_dramatiq.",
+        f"dramatiq+amqp://{a}/?result=redis://{r}/9&prefix=demo_dramatiq.",
+        f"taskiq+redis://{r}/12?prefix=demo_taskiq.",
+        f"taskiq+amqp://{a}/?result=redis://{r}/9&prefix=demo_taskiq.",
     ]
 
 

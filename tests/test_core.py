@@ -228,3 +228,14 @@ def test_capabilities_doc_is_generated_and_fresh() -> None:
 
     committed = (ROOT / "docs" / "capabilities.md").read_text()
     assert committed == render(), "docs/capabilities.md is stale: run `anytask capabilities --write`"
+
+
+def test_demo_urls_give_each_library_its_own_queue_prefix() -> None:
+    # libraries on one RabbitMQ vhost declare same-named queues with different arguments: keep them apart
+    from anytask.demo import default_urls
+
+    prefixes: dict[str, set[str]] = {}
+    for url in default_urls():
+        u = parse_url(url)
+        prefixes.setdefault(u.params.get("prefix", ""), set()).add(u.library)
+    assert all(len(libs) == 1 for libs in prefixes.values()), prefixes
