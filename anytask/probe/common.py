@@ -196,6 +196,12 @@ class Lab:
             pass
 
 
+def delay_honoured(lag: float, asked: float = 2.0) -> bool:
+    """The delay probes' one decision rule: the task ran no earlier than ``asked`` - 1.1 s (schedulers
+    that keep whole seconds) and no later than ``asked`` + 10 s after it was sent."""
+    return asked - 1.1 <= lag <= asked + 10
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:

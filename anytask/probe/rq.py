@@ -14,6 +14,7 @@ from .common import (
     Lab,
     ProbeFailed,
     bin_path,
+    delay_honoured,
     documentation_probe,
     grep_package,
     mypy_check,
@@ -147,7 +148,7 @@ def scheduling_delay(lab: Lab) -> ProbeResult:
     if not evs:
         raise ProbeFailed("delayed job never ran in 20 s: " + lab.worker_logs())
     lag = evs[0]["t"] - t0
-    ok = 0.9 <= lag <= 12
+    ok = delay_honoured(lag)
     return lab.result("yes" if ok else "no", "queue.enqueue_in(timedelta(seconds=2), f); `rq worker --with-scheduler`",
                       f"job ran {lag:.2f} s after enqueue_in(2 s)" + (
                           " - RQ stores the due time in whole seconds (ScheduledJobRegistry.schedule truncates "
