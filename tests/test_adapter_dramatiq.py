@@ -30,6 +30,7 @@ from anytask.facade.errors import BrokerUnavailable, TaskFailed
 from anytask.facade.state import DEFAULT_TTL
 from anytask.facade.url import parse_url
 from anytask.testing import tasks
+from anytask.testing.backends import AMQP, REDIS
 from anytask.testing.conformance import wait_for_status as wait_status
 from anytask.testing.plugin import BackendUnderTest
 from anytask.testing.workers import WorkerProcess
@@ -241,7 +242,7 @@ def test_worker_broker_neutralises_dramatiq_defaults(backend: BackendUnderTest, 
 
 
 def test_worker_command_is_the_dramatiq_cli() -> None:
-    a = DramatiqAdapter(parse_url("dramatiq+redis://127.0.0.1:6379/5?prefix=p_"))
+    a = DramatiqAdapter(parse_url(f"dramatiq+redis://{REDIS}/5?prefix=p_"))
     tlist: list[anytask.Task[Any, Any]] = [tasks.add, tasks.async_add]
     argv, env = a.worker_command(tlist, WorkerOptions(concurrency=3, queues=("default", "fast"), extra=("-v",)))
     assert argv[1:4] == ["-m", "dramatiq", "anytask.adapters.dramatiq:worker_broker"]
@@ -341,8 +342,8 @@ def test_capabilities_are_declared_per_broker() -> None:
     from anytask import Feature
     from anytask.facade.errors import UnsupportedFeature
 
-    r = anytask.connect("dramatiq+redis://127.0.0.1:6379/5")
-    a = anytask.connect("dramatiq+amqp://guest:guest@127.0.0.1:5672/?result=redis://127.0.0.1:6379/6")
+    r = anytask.connect(f"dramatiq+redis://{REDIS}/5")
+    a = anytask.connect(f"dramatiq+amqp://{AMQP}/?result=redis://{REDIS}/6")
     try:
         assert type(r.adapter) is adapter_mod.DramatiqRedisAdapter
         assert type(a.adapter) is adapter_mod.DramatiqAmqpAdapter

@@ -12,6 +12,9 @@ from ..facade.url import parse_url
 
 REDIS = os.environ.get("ANYTASK_TEST_REDIS", "127.0.0.1:6379")
 AMQP = os.environ.get("ANYTASK_TEST_AMQP", "guest:guest@127.0.0.1:5672")
+# Prepended to the RabbitMQ queue prefixes, so that two suites can share one RabbitMQ (Redis is
+# shared the other way: give each suite its own server with ANYTASK_TEST_REDIS).
+PREFIX = os.environ.get("ANYTASK_TEST_PREFIX", "")
 _TMP = os.path.join(tempfile.gettempdir(), f"anytask-tests-{os.getuid()}")
 
 
@@ -43,11 +46,11 @@ def default_cases() -> list[BackendCase]:
         BackendCase("huey+redis", f"huey+redis://{r}/1"),
         BackendCase("rq+redis", f"rq+redis://{r}/2"),
         BackendCase("celery+redis", f"celery+redis://{r}/3"),
-        BackendCase("celery+amqp", f"celery+amqp://{a}//?result=redis://{r}/4&prefix=t_celery."),
+        BackendCase("celery+amqp", f"celery+amqp://{a}//?result=redis://{r}/4&prefix={PREFIX}t_celery."),
         BackendCase("dramatiq+redis", f"dramatiq+redis://{r}/5"),
-        BackendCase("dramatiq+amqp", f"dramatiq+amqp://{a}/?result=redis://{r}/6&prefix=t_dramatiq."),
+        BackendCase("dramatiq+amqp", f"dramatiq+amqp://{a}/?result=redis://{r}/6&prefix={PREFIX}t_dramatiq."),
         BackendCase("taskiq+redis", f"taskiq+redis://{r}/7"),
-        BackendCase("taskiq+amqp", f"taskiq+amqp://{a}/?result=redis://{r}/8&prefix=t_taskiq."),
+        BackendCase("taskiq+amqp", f"taskiq+amqp://{a}/?result=redis://{r}/8&prefix={PREFIX}t_taskiq."),
     ]
 
 
