@@ -123,8 +123,10 @@ def docker_down(client: Any, entry: dict[str, Any]) -> None:
 # -- local binaries ---------------------------------------------------------------------------------------
 
 
-def local_redis_cmd(port: int, workdir: str) -> list[str]:
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+def local_redis_cmd(port: int, workdir: str, persistent: bool = False) -> list[str]:
+    """``persistent``: every write is in the append-only file before Redis answers (survives kill -9)."""
+    persist = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persist,
             "--dir", workdir, "--daemonize", "no", "--logfile", os.path.join(workdir, "redis.log")]
 
 
@@ -136,10 +138,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def local_rabbitmq_env(port: int, workdir: str) -> dict[str, str]:
+def local_rabbitmq_env(port: int, workdir: str, dist_port: int | None = None) -> dict[str, str]:
     node = f"anytask{port}@localhost"
     return {"RABBITMQ_NODE_PORT": str(port), "RABBITMQ_NODENAME": node,
-            "RABBITMQ_DIST_PORT": str(_free_port()),  # Erlang distribution: any free port
+            "RABBITMQ_DIST_PORT": str(dist_port or _free_port()),  # Erlang distribution: any free port
             "RABBITMQ_MNESIA_BASE": os.path.join(workdir, "mnesia"),
             "RABBITMQ_LOG_BASE": os.path.join(workdir, "log"), "RABBITMQ_PID_FILE": os.path.join(workdir, "pid"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(workdir, "enabled_plugins"),
@@ -171,11 +173,22 @@ def local_up(svc: Service, port: int) -> dict[str, Any]:
         os.chmod(workdir, 0o755)
     else:
         workdir = os.path.join(STATE_DIR, f"{svc.name}-{port}")
+    entry = local_spawn(svc, port, workdir)
+    entry["remove_workdir"] = not workdir.startswith(STATE_DIR)
+    return entry
+
+
+def local_spawn(svc: Service, port: int, workdir: str, *, persistent: bool = False,
+                dist_port: int | None = None) -> dict[str, Any]:
+    """Start a local broker on ``port`` with its data in ``workdir`` (kept: a second call on the same
+    ``workdir`` restarts it on its data). ``persistent`` Redis: AOF with fsync on every write;
+    RabbitMQ always keeps durable queues and persistent messages in its ``mnesia`` directory.
+    Returns the entry :func:`local_down` takes; the caller waits for the port."""
     os.makedirs(workdir, exist_ok=True)
     if svc.name == "redis":
-        cmd, env = local_redis_cmd(port, workdir), dict(os.environ)
+        cmd, env = local_redis_cmd(port, workdir, persistent), dict(os.environ)
     else:
-        env = {**os.environ, **local_rabbitmq_env(port, workdir)}
+        env = {**os.environ, **local_rabbitmq_env(port, workdir, dist_port)}
         for d in ("RABBITMQ_CONFIG_FILES", "RABBITMQ_MNESIA_BASE", "RABBITMQ_LOG_BASE"):
             os.makedirs(env[d], exist_ok=True)
         open(env["RABBITMQ_ENABLED_PLUGINS_FILE"], "a").close()
@@ -187,7 +200,6 @@ def local_up(svc: Service, port: int) -> dict[str, Any]:
         p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True)
     return {"via": "local", "pid": p.pid, "pgid": p.pid, "port": port, "workdir": workdir,
-            "remove_workdir": not workdir.startswith(STATE_DIR),
             "node": env.get("RABBITMQ_NODENAME")}
 
 
@@ -210,13 +222,14 @@ def _node_pids(node: str | None) -> list[int]:
     return out
 
 
-def local_down(entry: dict[str, Any], timeout: float = 30.0) -> None:
+def local_down(entry: dict[str, Any], timeout: float = 30.0,
+               signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGKILL)) -> None:
     """SIGTERM what we started (its process group and, for RabbitMQ, the node's processes, which
     Debian's wrapper starts through su in a session of their own), wait until the port is closed,
-    then SIGKILL whatever is left."""
+    then SIGKILL whatever is left. ``signals=(SIGKILL,)`` kills at once (a crash)."""
     pgid, port = entry.get("pgid"), entry.get("port")
     pids = _node_pids(entry.get("node"))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in signals:
         if pgid:
             try:
                 os.killpg(pgid, sig)
