@@ -182,7 +182,7 @@ def test_message_for_an_actor_the_worker_lacks_is_failed_not_queued_forever(back
     h = backend.client.submit(ghost, 1, 2)
     with pytest.raises(TaskFailed) as ei:
         h.result(timeout=RESULT_TIMEOUT)
-    assert ei.value.exc_type == "dramatiq.errors.ActorNotFound"
+    assert ei.value.exc_type == "anytask.facade.errors.TaskNotRegistered"  # ActorNotFound, named the same everywhere
     assert "not_in_the_worker" in ei.value.message
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from ..facade.errors import BrokerUnavailable
+from ..facade.errors import BrokerUnavailable, credentials_refused
 from ..facade.url import mask
 
 
@@ -23,11 +23,11 @@ def broker_errors(what: str, url: str) -> Iterator[None]:
     """Turn redis-py connection errors into BrokerUnavailable naming the (masked) URL."""
     try:
         yield
+    except redis.AuthenticationError as exc:  # before ConnectionError, its base class
+        raise credentials_refused(what, "Redis", mask(url), mask(str(exc))) from None
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse) as exc:
         raise BrokerUnavailable(f"{what}: Redis at {mask(url)} did not answer ({exc}); is it running? "
                                 "Start one with 'anytask brokers up' or check the URL") from None
-    except redis.AuthenticationError as exc:
-        raise BrokerUnavailable(f"{what}: Redis at {mask(url)} refused the credentials ({exc})") from None
 
 
 def connect(url: str, timeout: float, read_timeout: float | None = None) -> redis.Redis:

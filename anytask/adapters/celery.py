@@ -44,7 +44,7 @@ from kombu.exceptions import OperationalError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout
+from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
@@ -138,6 +138,15 @@ def error_from_meta(result: Any, traceback: str | None) -> ErrorInfo:
     if isinstance(args, (list, tuple)):
         message = "" if not args else str(args[0]) if len(args) == 1 else str(tuple(args))
     else:
+    if path == "celery.utils.serialization.UnpickleableExceptionWrapper" and isinstance(args, (list, tuple)) \
+            and len(args) == 4:  # Celery's stand-in for a class it could not pickle: report the real one
+        module, name, args = args[0], args[1], args[2]
+        path = str(name) if module in (None, "", "builtins") else f"{module}.{name}"
+    if path == "celery.exceptions.NotRegistered":  # the worker's consumer failed a task name it does not know
+        return ErrorInfo("anytask.facade.errors.TaskNotRegistered",
+                         f"task {args[0] if isinstance(args, (list, tuple)) and args else args!r} is not registered "
+                         "in the Celery worker; start it with --tasks naming the module that defines it "
+                         "(Celery: NotRegistered)", traceback or "")
         message = "" if args is None else str(args)
     if path == "billiard.exceptions.TimeLimitExceeded":  # the pool stores just the limit: say what it is
         message = f"task killed after its hard time limit of {message}s"
@@ -340,6 +349,8 @@ class CeleryAdapter(Adapter):
         for name in ("priority", "rate_limit", "result_ttl", "unique_key"):  # what the worker and on_ready need
             value = getattr(o, name)
             if value is not None:
+        if refused_credentials(exc):
+            return credentials_refused(what, "the Celery broker", mask(self.url.raw), mask(str(exc)))
                 header[name] = value
                 if name in ("result_ttl", "unique_key"):
                     record[name] = value

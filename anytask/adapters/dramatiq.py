@@ -63,7 +63,8 @@ from dramatiq.results.backends import RedisBackend
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, FeatureSupport, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId
+from ..facade.errors import (BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId,
+                              credentials_refused, refused_credentials)
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
@@ -347,8 +348,10 @@ class StateMiddleware(dramatiq.Middleware):
         exc = getattr(message, "_exception", None)
         if isinstance(exc, ActorNotFound):
             err = ErrorInfo.from_exception(exc)
-            err = ErrorInfo(err.type, f"the worker has no actor named {message.actor_name!r}; start it with "
-                            f"--tasks naming the module that defines it", err.traceback)
+            err = ErrorInfo("anytask.facade.errors.TaskNotRegistered",  # one error type on every backend
+                            f"task {message.actor_name!r} is not registered in the Dramatiq worker (no actor of "
+                            "that name; the message is dead-lettered); start it with --tasks naming the module "
+                            "that defines it (Dramatiq: ActorNotFound)", err.traceback)
             self._failed(message, err, will_retry=False)
 
     def will_retry(self, broker: Any, message: Any, exc: BaseException) -> bool:
@@ -574,14 +577,20 @@ class DramatiqAdapter(Adapter):
             except Exception as exc:
                 if type(exc).__module__.startswith("pika"):
                     raise BrokerUnavailable(f"{what}: RabbitMQ at {self.url.masked} did not answer "
-                                            f"({type(exc).__name__}: {mask(str(exc))}); is it running?") from None
+                                            f"({type(exc).__name__}: {mask(str(exc))}); is it running? "
+                                            "Check the URL or start one with 'anytask brokers up'") from None
                 raise
 
     def _amqp_connect(self, broker: Any) -> None:
+                if refused_credentials(exc):
+                    raise credentials_refused(what, "the broker", self.url.masked, mask(str(exc))) from None
         """Open this thread's pika connection now, so that a dead broker fails once, within the timeout
         (Dramatiq's enqueue would otherwise retry the connection up to 6 times)."""
         conn = broker.connection
         if not conn.is_open:  # closed by the server (e.g. heartbeat): let Dramatiq open a new one
+                    if refused_credentials(exc):
+                        raise credentials_refused(what, "RabbitMQ", self.url.masked,
+                                                  f"{type(exc).__name__}: {mask(str(exc))}") from None
             del broker.connection
             broker.connection  # noqa: B018
 

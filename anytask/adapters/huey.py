@@ -43,7 +43,7 @@ from huey.utils import Error as HueyError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId
+from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId, credentials_refused
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
@@ -553,6 +553,8 @@ class HueyAdapter(Adapter):
 
     # -- registration ------------------------------------------------------------------------------
     def _register(self, h: Huey, task: Task[Any, Any], func: Any = None) -> Any:
+            if redis is not None and isinstance(exc, redis.AuthenticationError):  # a ConnectionError: test first
+                raise credentials_refused(what, "Redis", self.url.masked, mask(str(exc))) from None
         """Register ``task`` with Huey under ``task.name`` (visible in Huey's registry and logs)."""
         key = (h.name, task.name)
         with self._lock:

@@ -56,7 +56,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
-from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature
+from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
@@ -681,6 +681,8 @@ class TaskiqAdapter(Adapter):
             broker = self.conf.broker()
             try:
                 # aio-pika's own connect timeout (self.timeout) fires first; this bounds the rest of startup
+        if refused_credentials(exc):
+            return credentials_refused(what, "the taskiq broker", where, mask(repr(exc.__cause__ or exc)))
                 await asyncio.wait_for(broker.startup(), self.connect_timeout + 1.0)
             except BaseException as exc:
                 self._started.set_exception(exc)

@@ -5,12 +5,14 @@ from .capabilities import Capabilities, Feature, FeatureSupport, Support, emulat
 from .client import Client, TaskHandle, connect
 from .errors import (
     AnytaskError,
+    BrokerAuthFailed,
     BrokerUnavailable,
     ConfigurationError,
     InvalidTask,
     InvalidURL,
     MissingDependency,
     NotSerializable,
+    PayloadTooLarge,
     ResultTimeout,
     TaskCancelled,
     TaskFailed,
@@ -26,9 +28,9 @@ from .task import Task, TaskOptions, get_task, parse_rate, registered_tasks, tas
 from .url import BackendURL, mask, parse_url
 
 __all__ = [
-    "Adapter", "AnytaskError", "CancelOutcome", "CancelResult", "parse_rate", "BackendURL", "BrokerUnavailable", "Capabilities", "Client",
+    "Adapter", "AnytaskError", "CancelOutcome", "CancelResult", "parse_rate", "BackendURL", "BrokerAuthFailed", "BrokerUnavailable", "Capabilities", "Client",
     "ConfigurationError", "ErrorInfo", "Feature", "FeatureSupport", "InvalidTask", "InvalidURL",
-    "Message", "MissingDependency", "NotSerializable", "ResultTimeout", "Status", "Support", "Task",
+    "Message", "MissingDependency", "NotSerializable", "PayloadTooLarge", "ResultTimeout", "Status", "Support", "Task",
     "TaskCancelled", "TaskContext", "TaskFailed", "TaskHandle", "TaskNotRegistered", "TaskOptions",
     "TaskResult", "UnknownScheme", "UnknownTaskId", "UnsupportedFeature", "WorkerOptions", "connect",
     "current_task", "emulated", "get_task", "mask", "native", "parse_url", "progress",

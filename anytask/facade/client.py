@@ -116,14 +116,20 @@ def _unwrap(res: TaskResult) -> Any:
 class Client:
     """One connection to one backend. Create it with :func:`connect`."""
 
-    def __init__(self, url: str | BackendURL | None = None) -> None:
+    def __init__(self, url: str | BackendURL | None = None, *, max_payload: int | None = None) -> None:
         if url is None:
             url = os.environ.get("ANYTASK_URL")
             if not url:
                 raise ConfigurationError("no backend URL: pass one to connect() or set ANYTASK_URL, e.g. "
                                          "ANYTASK_URL=rq+redis://127.0.0.1:6379/0")
         self.url = url if isinstance(url, BackendURL) else parse_url(url)
-        cls = load_adapter_class(spec_for(self.url))
+        # bad input (issue 7): JSON size limit per submission, from the argument or ?max_payload=
+        self.max_payload = serialization.parse_max_payload(
+            max_payload if max_payload is not None else self.url.params.get("max_payload"))
+        try:
+            cls = load_adapter_class(spec_for(self.url))
+        except MissingDependency as exc:  # bad input (issue 7): say which URL needed it
+            raise MissingDependency(f"{exc} (needed by {self.url.masked})") from None
         self.adapter: Adapter = cls(self.url)
 
     @property
@@ -157,6 +163,7 @@ class Client:
         serialization.check_arguments(task.name, args, kwargs)
         o = task.options
         eta: float | None = None
+        serialization.check_payload_size(task.name, args, kwargs, self.max_payload)
         if o.at is not None:
             at = o.at if o.at.tzinfo else o.at.replace(tzinfo=timezone.utc)
             eta = at.timestamp()
@@ -236,6 +243,10 @@ class Client:
         return _unwrap(res)
 
 
-def connect(url: str | None = None) -> Client:
-    """A client for the backend at ``url`` (default: the ANYTASK_URL environment variable)."""
-    return Client(url)
+def connect(url: str | None = None, *, max_payload: int | None = None) -> Client:
+    """A client for the backend at ``url`` (default: the ANYTASK_URL environment variable).
+
+    ``max_payload``: bytes of argument JSON one submit may carry (default 1 MiB, also ``?max_payload=``
+    in the URL; 0: no limit); a larger submit raises PayloadTooLarge and enqueues nothing.
+    """
+    return Client(url, max_payload=max_payload)

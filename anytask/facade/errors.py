@@ -53,12 +53,37 @@ class NotSerializable(AnytaskError, TypeError):
     """An argument or a return value is not JSON."""
 
 
+class PayloadTooLarge(AnytaskError, ValueError):
+    """The JSON of a submission's arguments is over the client's ``max_payload`` (default 1 MiB)."""
+
+
 class TaskNotRegistered(AnytaskError):
     """A task name is not known to the registry (e.g. the worker was not given its module)."""
 
 
 class BrokerUnavailable(AnytaskError):
     """The broker or the result store did not answer in time."""
+
+
+class BrokerAuthFailed(BrokerUnavailable):
+    """The broker or the result store answered but refused the user name or password of the URL."""
+
+
+_CREDENTIAL_SIGNS = ("ACCESS_REFUSED", "WRONGPASS", "invalid username-password", "NOAUTH", "AuthenticationError")
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """Whether a library's connection error says the credentials were refused (by its text: the
+    libraries raise unrelated classes for it)."""
+    text = f"{type(exc).__name__} {exc} {exc.__cause__!r} {exc.__context__!r}"
+    return any(sign in text for sign in _CREDENTIAL_SIGNS)
+
+
+def credentials_refused(what: str, service: str, masked_url: str, detail: str) -> BrokerAuthFailed:
+    """The one message for refused credentials; ``masked_url`` and ``detail`` must already be masked."""
+    return BrokerAuthFailed(f"{what}: {service} at {masked_url} refused the user name or password ({detail}); "
+                            "check the credentials in the URL (RabbitMQ: rabbitmqctl list_users; "
+                            "Redis: ACL LIST or requirepass)")
 
 
 class UnknownTaskId(AnytaskError, LookupError):

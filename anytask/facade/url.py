@@ -13,9 +13,14 @@ from .errors import InvalidURL
 _PASSWORD_RE = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
 
 
+# ``user:password@host`` with the scheme forgotten (a malformed URL must not leak its password either)
+_BARE_PASSWORD_RE = re.compile(r"(?P<pre>(?:^|(?<=[\s'\"(]))[^:/@\s'\"(]*:)(?P<pw>[^@\s/]*)(?P<post>@)")
+
+
 def mask(text: str) -> str:
     """Replace every password in URLs inside ``text`` by ``***``."""
-    return _PASSWORD_RE.sub(lambda m: f"{m['pre']}***{m['post']}", text)
+    text = _PASSWORD_RE.sub(lambda m: f"{m['pre']}***{m['post']}", text)
+    return _BARE_PASSWORD_RE.sub(lambda m: f"{m['pre']}***{m['post']}", text)
 
 
 @dataclass(frozen=True)

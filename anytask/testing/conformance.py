@@ -429,4 +429,11 @@ def test_result_ttl_expires_the_record(anytask_backend: BackendUnderTest) -> Non
     assert keep.status() is Status.SUCCEEDED
 
 
+# -- bad input (issue 7): the cases live in bad_input.py ------------------------------------------
+from .bad_input import *  # noqa: E402,F403
+
+
+
+
+
 __all__ = [name for name in list(globals()) if name.startswith("test_")]

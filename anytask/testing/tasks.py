@@ -106,3 +106,25 @@ def slow_record(path: str, seconds: float) -> str:
     time.sleep(seconds)
     _append(path, "end")
     return "finished"
+
+
+# -- bad input (issue 7): an exception class the client cannot import ------------------------------
+
+
+class _WorkerOnlyError(Exception):
+    """Claims a module no client has, and needs two constructor arguments (so it cannot be rebuilt)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code {code}: {detail}")
+        self.code = code
+
+
+_WorkerOnlyError.__module__ = "anytask_worker_only.errors"
+_WorkerOnlyError.__qualname__ = _WorkerOnlyError.__name__ = "WorkerOnlyError"
+
+
+@task
+def fail_unimportable(code: int, detail: str) -> None:
+    raise _WorkerOnlyError(code, detail)
+
+
