@@ -135,9 +135,6 @@ def error_from_meta(result: Any, traceback: str | None) -> ErrorInfo:
     module = result.get("exc_module")
     path = name if module in (None, "", "builtins") else f"{module}.{name}"
     args = result.get("exc_message")
-    if isinstance(args, (list, tuple)):
-        message = "" if not args else str(args[0]) if len(args) == 1 else str(tuple(args))
-    else:
     if path == "celery.utils.serialization.UnpickleableExceptionWrapper" and isinstance(args, (list, tuple)) \
             and len(args) == 4:  # Celery's stand-in for a class it could not pickle: report the real one
         module, name, args = args[0], args[1], args[2]
@@ -147,6 +144,9 @@ def error_from_meta(result: Any, traceback: str | None) -> ErrorInfo:
                          f"task {args[0] if isinstance(args, (list, tuple)) and args else args!r} is not registered "
                          "in the Celery worker; start it with --tasks naming the module that defines it "
                          "(Celery: NotRegistered)", traceback or "")
+    if isinstance(args, (list, tuple)):
+        message = "" if not args else str(args[0]) if len(args) == 1 else str(tuple(args))
+    else:
         message = "" if args is None else str(args)
     if path == "billiard.exceptions.TimeLimitExceeded":  # the pool stores just the limit: say what it is
         message = f"task killed after its hard time limit of {message}s"
@@ -336,6 +336,8 @@ class CeleryAdapter(Adapter):
                                     "a Redis server?") from None
 
     def _broker_error(self, what: str, exc: BaseException) -> BrokerUnavailable:
+        if refused_credentials(exc):
+            return credentials_refused(what, "the Celery broker", mask(self.url.raw), mask(str(exc)))
         return BrokerUnavailable(f"{what}: the Celery broker at {mask(self.url.raw)} did not answer ({exc}); is "
                                  "it running? Check the URL or start one with 'anytask brokers up'")
 
@@ -349,8 +351,6 @@ class CeleryAdapter(Adapter):
         for name in ("priority", "rate_limit", "result_ttl", "unique_key"):  # what the worker and on_ready need
             value = getattr(o, name)
             if value is not None:
-        if refused_credentials(exc):
-            return credentials_refused(what, "the Celery broker", mask(self.url.raw), mask(str(exc)))
                 header[name] = value
                 if name in ("result_ttl", "unique_key"):
                     record[name] = value

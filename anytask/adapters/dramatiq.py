@@ -572,25 +572,25 @@ class DramatiqAdapter(Adapter):
                         f"(by an older anytask or another program); RabbitMQ cannot change a queue's arguments: "
                         f"delete the queue and its .DQ once (rabbitmqctl delete_queue NAME) and they are "
                         f"redeclared with priority ({mask(str(exc))})") from None
+                if refused_credentials(exc):
+                    raise credentials_refused(what, "the broker", self.url.masked, mask(str(exc))) from None
                 raise BrokerUnavailable(f"{what}: the broker at {self.url.masked} did not answer "
                                         f"({mask(str(exc)) or type(exc).__name__})") from None
             except Exception as exc:
                 if type(exc).__module__.startswith("pika"):
+                    if refused_credentials(exc):
+                        raise credentials_refused(what, "RabbitMQ", self.url.masked,
+                                                  f"{type(exc).__name__}: {mask(str(exc))}") from None
                     raise BrokerUnavailable(f"{what}: RabbitMQ at {self.url.masked} did not answer "
                                             f"({type(exc).__name__}: {mask(str(exc))}); is it running? "
                                             "Check the URL or start one with 'anytask brokers up'") from None
                 raise
 
     def _amqp_connect(self, broker: Any) -> None:
-                if refused_credentials(exc):
-                    raise credentials_refused(what, "the broker", self.url.masked, mask(str(exc))) from None
         """Open this thread's pika connection now, so that a dead broker fails once, within the timeout
         (Dramatiq's enqueue would otherwise retry the connection up to 6 times)."""
         conn = broker.connection
         if not conn.is_open:  # closed by the server (e.g. heartbeat): let Dramatiq open a new one
-                    if refused_credentials(exc):
-                        raise credentials_refused(what, "RabbitMQ", self.url.masked,
-                                                  f"{type(exc).__name__}: {mask(str(exc))}") from None
             del broker.connection
             broker.connection  # noqa: B018
 

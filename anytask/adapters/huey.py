@@ -543,6 +543,8 @@ class HueyAdapter(Adapter):
                 raise
             raise BrokerUnavailable(f"{what}: the SQLite file of {self.url.masked} is not usable ({exc})") from None
         except Exception as exc:
+            if redis is not None and isinstance(exc, redis.AuthenticationError):  # a ConnectionError: test first
+                raise credentials_refused(what, "Redis", self.url.masked, mask(str(exc))) from None
             if redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                 raise BrokerUnavailable(f"{what}: Redis at {self.url.masked} did not answer ({mask(str(exc))}); "
                                         "is it running? Check the URL") from None
@@ -553,8 +555,6 @@ class HueyAdapter(Adapter):
 
     # -- registration ------------------------------------------------------------------------------
     def _register(self, h: Huey, task: Task[Any, Any], func: Any = None) -> Any:
-            if redis is not None and isinstance(exc, redis.AuthenticationError):  # a ConnectionError: test first
-                raise credentials_refused(what, "Redis", self.url.masked, mask(str(exc))) from None
         """Register ``task`` with Huey under ``task.name`` (visible in Huey's registry and logs)."""
         key = (h.name, task.name)
         with self._lock:

@@ -671,6 +671,8 @@ class TaskiqAdapter(Adapter):
 
     def _unavailable(self, what: str, exc: BaseException) -> BrokerUnavailable:
         where = self.url.masked
+        if refused_credentials(exc):
+            return credentials_refused(what, "the taskiq broker", where, mask(repr(exc.__cause__ or exc)))
         return BrokerUnavailable(f"{what}: the taskiq broker at {where} did not answer "
                                  f"({mask(repr(exc.__cause__ or exc))}); is it running? Check the URL")
 
@@ -681,8 +683,6 @@ class TaskiqAdapter(Adapter):
             broker = self.conf.broker()
             try:
                 # aio-pika's own connect timeout (self.timeout) fires first; this bounds the rest of startup
-        if refused_credentials(exc):
-            return credentials_refused(what, "the taskiq broker", where, mask(repr(exc.__cause__ or exc)))
                 await asyncio.wait_for(broker.startup(), self.connect_timeout + 1.0)
             except BaseException as exc:
                 self._started.set_exception(exc)

@@ -161,9 +161,9 @@ class Client:
             raise InvalidTask(f"{name} is not a task: decorate it with @anytask.task at module level")
         check_supported(self.backend, self.capabilities, task)
         serialization.check_arguments(task.name, args, kwargs)
+        serialization.check_payload_size(task.name, args, kwargs, self.max_payload)
         o = task.options
         eta: float | None = None
-        serialization.check_payload_size(task.name, args, kwargs, self.max_payload)
         if o.at is not None:
             at = o.at if o.at.tzinfo else o.at.replace(tzinfo=timezone.utc)
             eta = at.timestamp()
