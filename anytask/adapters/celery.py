@@ -44,6 +44,7 @@ from kombu.exceptions import OperationalError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
@@ -220,9 +221,13 @@ class CeleryAdapter(Adapter):
                                    "NOT_INTERRUPTIBLE"),
             Feature.PROGRESS: emulated("anytask.progress() writes the progress into anytask's record in the "
                                        "result Redis (Task.update_state would replace Celery's STARTED state)"),
-            Feature.CHAIN: unsupported("not wired in anytask yet; Celery has celery.chain"),
-            Feature.GROUP: unsupported("not wired in anytask yet; Celery has celery.group"),
-            Feature.CHORD: unsupported("not wired in anytask yet; Celery has celery.chord"),
+            **emulated_canvas({
+                Feature.CHAIN: "celery.chain is not used (yet): Celery would publish the later links itself, without "
+                               "the state record and the per-message header (retries, rate limit, priority) that "
+                               "anytask's submit writes for every task",
+                Feature.GROUP: "celery.group is not used, for the same reason",
+                Feature.CHORD: "celery.chord is not used, for the same reason (it also needs a result backend "
+                               "with chord support)"}),  # canvas (docs/canvas.md)
             Feature.RATE_LIMIT: emulated("cluster-wide sliding window in Redis (RedisRateLimiter) per task name, "
                                          "taken at each start in the worker; over the limit the message is "
                                          "re-published with eta=now+wait (same id, not a retry) and is "
@@ -714,6 +719,7 @@ class CeleryAdapter(Adapter):
         return ("run", None) if started == 1 else ("cancelled", None)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
         # BRPOP waits 1 s per poll: give the worker's reads more slack
         self.app.conf.broker_transport_options = self._transport_options(max(self.connect_timeout, 10.0))

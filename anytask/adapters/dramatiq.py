@@ -63,6 +63,7 @@ from dramatiq.results.backends import RedisBackend
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, FeatureSupport, emulated, native, unsupported
+from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import (BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId,
                               credentials_refused, refused_credentials)
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
@@ -450,10 +451,12 @@ def _capabilities(priority: FeatureSupport) -> Capabilities:
                 "thread, as TimeLimit does: it does not stop a blocking call and the task can catch it)"),
             Feature.PROGRESS: emulated("Dramatiq keeps no progress: anytask.progress() writes a 'progress' "
                                        "field into anytask's state record in Redis (one HSET per call)"),
-            Feature.CHAIN: unsupported("not wired in anytask yet; Dramatiq has dramatiq.pipeline"),
-            Feature.GROUP: unsupported("not wired in anytask yet; Dramatiq has dramatiq.group"),
-            Feature.CHORD: unsupported("not wired in anytask yet; Dramatiq has group completion callbacks "
-                                       "(GroupCallbacks middleware)"),
+            **emulated_canvas({
+                Feature.CHAIN: "dramatiq.pipeline is not used: it sends the next message from Dramatiq's "
+                               "Pipelines middleware, outside anytask's state records",
+                Feature.GROUP: "dramatiq.group is a client-side gather too",
+                Feature.CHORD: "dramatiq.group(...).add_completion_callback needs the GroupCallbacks middleware "
+                               "and a rate-limiter backend; not used, for the chain's reason"}),  # canvas (docs/canvas.md)
             Feature.RATE_LIMIT: emulated(
                 "cluster-wide sliding window per task name (anytask's RedisRateLimiter, a Lua sorted set in "
                 "the result Redis), taken by the worker's middleware before each start; over the limit the "
@@ -771,6 +774,7 @@ class DramatiqAdapter(Adapter):
 
         ``python -m dramatiq anytask.adapters.dramatiq:worker_broker --processes 1 --threads N --queues Q..``
         """
+        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         if options.config not in _CONFIGS:
             raise ConfigurationError(f"unknown worker config {options.config!r}; valid: {', '.join(_CONFIGS)}")
         if options.concurrency < 1:

@@ -43,6 +43,7 @@ from huey.utils import Error as HueyError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId, credentials_refused
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
@@ -431,9 +432,13 @@ class HueyAdapter(Adapter):
                                    "task (revocation only prevents executions)"),
             Feature.PROGRESS: emulated("Huey has no progress API: anytask.progress() writes the task's state "
                                        "record in Huey's storage (Recorder.progress), read by get()"),
-            Feature.CHAIN: unsupported("not wired in anytask yet; the library has task.then() pipelines"),
-            Feature.GROUP: unsupported("not wired in anytask yet; the library has group()"),
-            Feature.CHORD: unsupported("not wired in anytask yet; the library has chord()"),
+            **emulated_canvas({
+                Feature.CHAIN: "Huey's task.then() pipelines are not used: a Huey pipeline is built from Huey "
+                               "task objects at submit time, outside anytask's state records; Huey is at-most-once, "
+                               "so a link message lost with a killed consumer also stops the chain",
+                Feature.GROUP: "Huey's result_group is a client-side gather too",
+                Feature.CHORD: "Huey's chord is not used, for the chain's reason; a member lost with a killed "
+                               "consumer (at-most-once) means no callback"}),  # canvas (docs/canvas.md)
             Feature.RATE_LIMIT: emulated("cluster-wide sliding window per task name, checked in a pre_execute hook "
                                          "before the start is recorded (Redis: the shared RedisRateLimiter Lua "
                                          "script; SQLite: a table in Huey's file, one BEGIN EXCLUSIVE "
@@ -826,6 +831,7 @@ class HueyAdapter(Adapter):
         return config
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         if len(options.queues) != 1:
             raise ConfigurationError(
                 f"a Huey consumer serves one Huey instance, i.e. one queue; got --queues {','.join(options.queues)}. "

@@ -18,6 +18,7 @@ from typing import Any
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, native, unsupported
+from ..facade.continuation import emulated_canvas
 from ..facade.errors import ConfigurationError
 from ..facade.records import ErrorInfo, Message, TaskResult
 from ..facade.state import MemoryStateStore, Recorder
@@ -29,6 +30,7 @@ class _Engine:
         self.recorder = Recorder(MemoryStateStore())
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anytask-memory")
         self.lock = threading.Lock()
+        self.claims: dict[str, str] = {}  # claim_unique (chord completion slots), never expire in-process
 
 
 _ENGINES: dict[str, _Engine] = {}
@@ -44,8 +46,9 @@ class MemoryAdapter(Adapter):
             Feature.DELAY: native("threading.Timer before the task enters the pool"),
             Feature.TIMEOUT: unsupported("a running thread cannot be interrupted in-process"),
             Feature.PROGRESS: native("anytask.progress() writes into the in-memory record"),
+            **emulated_canvas(),  # canvas (docs/canvas.md)
             **{f: unsupported("not wired in anytask yet for memory://") for f in (
-                Feature.PRIORITY, Feature.CANCEL, Feature.CHAIN, Feature.GROUP, Feature.CHORD,
+                Feature.PRIORITY, Feature.CANCEL,
                 Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL, Feature.PERIODIC)},
         },
         needs_worker=False,
@@ -84,7 +87,7 @@ class MemoryAdapter(Adapter):
         rec = self.engine.recorder
         data = json.loads(payload)
         rec.started(task_id, attempt)
-        ctx = execution.TaskContext(task_id, task.name, attempt, lambda p: rec.progress(task_id, p))
+        ctx = execution.TaskContext(task_id, task.name, attempt, lambda p: rec.progress(task_id, p), adapter=self)
         try:
             with execution.task_context(ctx):
                 value = execution.call(task, data["args"], data["kwargs"])
@@ -101,6 +104,12 @@ class MemoryAdapter(Adapter):
 
     def get(self, task_id: str) -> TaskResult:
         return self.engine.recorder.read(task_id)
+
+    def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
+        """In-process SET NX (the chord emulation's completion slots); UNIQUE itself stays undeclared."""
+        with self.engine.lock:
+            holder = self.engine.claims.setdefault(key, task_id)
+        return None if holder == task_id else holder
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         raise ConfigurationError("memory:// runs tasks inside the submitting process; it has no worker to start")

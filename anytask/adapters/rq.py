@@ -43,6 +43,7 @@ from rq.utils import import_attribute
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskNotRegistered
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
@@ -364,9 +365,10 @@ class RQAdapter(Adapter):
                 "a stop, else answers NOT_INTERRUPTIBLE (e.g. a plain rq SimpleWorker, which ignores stop-job)"),
             Feature.PROGRESS: native("job.meta['anytask_progress'] + job.save_meta() (one HSET of the meta "
                                      "field) from the worker wrapper"),
-            Feature.CHAIN: unsupported("not wired in anytask yet; RQ has depends_on"),
-            Feature.GROUP: unsupported("not wired in anytask yet; RQ has rq.group.Group"),
-            Feature.CHORD: unsupported("not wired in anytask yet; RQ has depends_on with several jobs"),
+            **emulated_canvas({
+                Feature.CHAIN: "RQ's depends_on only orders jobs: the dependent job gets no argument from its dependency",
+                Feature.GROUP: "rq.group.Group is not used: it adds nothing to gathering by id",
+                Feature.CHORD: "RQ's depends_on=[jobs] cannot hand the members' results to the callback"}),  # canvas (docs/canvas.md)
             Feature.RATE_LIMIT: emulated(
                 "RQ 3's rq.RateLimit limits concurrency, not starts per period: the anytask worker class "
                 "takes a slot of RedisRateLimiter (sliding window in Redis, cluster-wide, per task name) "
@@ -644,6 +646,7 @@ class RQAdapter(Adapter):
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Run ``rq worker`` / ``rq worker-pool`` (RQ's click CLI) in this process, where the task
         modules are imported, so every task resolves by name in the work horses (forked from here)."""
+        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         import click  # RQ's CLI is click-based
         from rq.cli.cli import main as rq_main  # importing rq.cli registers `worker` and `worker-pool`
 

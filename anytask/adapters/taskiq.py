@@ -56,6 +56,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
@@ -623,9 +624,10 @@ class TaskiqAdapter(Adapter):
                 "NOT_INTERRUPTIBLE"),
             Feature.PROGRESS: emulated("anytask.progress() writes the 'progress' field of anytask's state record "
                                        "(one HSET); taskiq's own ProgressTracker/set_progress is not used"),
-            Feature.CHAIN: unsupported(_NOT_YET + "taskiq-pipelines provides pipelines"),
-            Feature.GROUP: unsupported(_NOT_YET + "taskiq has no group primitive (gather of kiq results)"),
-            Feature.CHORD: unsupported(_NOT_YET + "taskiq has no chord primitive"),
+            **emulated_canvas({
+                Feature.CHAIN: "taskiq's pipelines are the separate taskiq-pipelines package (not a dependency)",
+                Feature.GROUP: "taskiq has no group primitive",
+                Feature.CHORD: "taskiq has no chord primitive"}),  # canvas (docs/canvas.md)
             Feature.RATE_LIMIT: emulated(
                 "taskiq has no rate limiter: the worker's receiver takes a slot of a cluster-wide Redis sliding "
                 "window per task name (RedisRateLimiter) before the start; it waits in its async slot (message "
@@ -912,6 +914,7 @@ class TaskiqAdapter(Adapter):
         return cmd + list(options.extra)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
+        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         if options.config not in ("defaults", "tuned", "reliable"):
             raise ConfigurationError(f"unknown worker config {options.config!r}")
         env = {**os.environ,

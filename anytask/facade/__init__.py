@@ -36,3 +36,9 @@ __all__ = [
     "current_task", "emulated", "get_task", "mask", "native", "parse_url", "progress",
     "registered_tasks", "task", "unsupported",
 ]
+
+# -- canvas: chain, group, chord (docs/canvas.md) --
+from .canvas import Chain, Chord, Group, Signature, chain, chord, group  # noqa: E402
+from .canvas_handles import ChainHandle, ChordHandle, GroupHandle  # noqa: E402
+
+__all__ += ["Chain", "ChainHandle", "Chord", "ChordHandle", "Group", "GroupHandle", "Signature", "chain", "chord", "group"]

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import serialization
 from .adapter import Adapter
@@ -19,6 +19,8 @@ from .state import DEFAULT_TTL
 from .status import Status
 from .task import Task, TaskOptions, get_task
 from .url import BackendURL, parse_url
+from .canvas import Chain, Chord, Group, Signature  # canvas
+from .canvas_handles import ChainHandle, ChordHandle, GroupHandle, submit_canvas  # canvas
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -174,8 +176,25 @@ class Client:
                       queue=o.queue, options=options)
         return task, msg
 
-    def submit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+    # -- canvas (docs/canvas.md): chain -> ChainHandle, group -> GroupHandle, chord -> ChordHandle --------------
+    @overload
+    def submit(self, task: Chain, /) -> ChainHandle: ...
+    @overload
+    def submit(self, task: Group, /) -> GroupHandle: ...
+    @overload
+    def submit(self, task: Chord, /) -> ChordHandle: ...
+    @overload
+    def submit(self, task: Signature[R], /) -> TaskHandle[R]: ...
+    @overload
+    def submit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]: ...
+    # -- end canvas --
+
+    def submit(self, task: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Enqueue ``task(*args, **kwargs)``; nothing is enqueued if a check fails."""
+        if isinstance(task, (Chain, Group, Chord)):  # canvas
+            return submit_canvas(self, task)
+        if isinstance(task, Signature):  # canvas: a lone signature is a plain submit
+            return self.submit(task.task, *task.args, **task.kwargs)
         t, msg = self._prepare(cast(Any, task), args, kwargs)
         key = t.options.unique_key
         if key is not None:
@@ -191,7 +210,24 @@ class Client:
             raise
         return TaskHandle(msg.id, t.name, self.backend, self)
 
-    async def asubmit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+    # -- canvas: async twins of the overloads above --
+    @overload
+    async def asubmit(self, task: Chain, /) -> ChainHandle: ...
+    @overload
+    async def asubmit(self, task: Group, /) -> GroupHandle: ...
+    @overload
+    async def asubmit(self, task: Chord, /) -> ChordHandle: ...
+    @overload
+    async def asubmit(self, task: Signature[R], /) -> TaskHandle[R]: ...
+    @overload
+    async def asubmit(self, task: Task[P, R] | Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]: ...
+
+    async def asubmit(self, task: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(task, (Chain, Group, Chord, Signature)):  # canvas: a few submits, off the event loop
+            import asyncio
+
+            submit: Callable[[Any], Any] = self.submit
+            return await asyncio.to_thread(submit, task)
         t, msg = self._prepare(cast(Any, task), args, kwargs)
         if t.options.unique_key is not None:  # the claim is one short round trip: keep it on the sync path
             import asyncio

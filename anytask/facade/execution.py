@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import serialization
+from . import continuation, serialization
+from .adapter import Adapter
 from .task import Task
 
 
@@ -22,6 +23,7 @@ class TaskContext:
     task_name: str
     attempt: int = 1
     report_progress: Callable[[dict[str, Any]], None] | None = None
+    adapter: Adapter | None = None  # canvas: where continuations go (default: the worker's own backend)
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("anytask_current", default=None)
@@ -60,21 +62,30 @@ def call(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
     The return value is checked to be JSON, so a bad return fails the task with
     :class:`~anytask.facade.errors.NotSerializable` on every backend.
     """
-    result = task.func(*(args or ()), **(kwargs or {}))
+    kwargs, cont = continuation.split(kwargs)  # canvas (docs/canvas.md): a copy, without the continuation
+    result = task.func(*(args or ()), **kwargs)
     if inspect.isawaitable(result):
         result = _run_coro(result)
     serialization.check_result(task.name, result)
+    if cont is not None:  # canvas: next link / chord bookkeeping, before the library stores the success
+        ctx = _current.get()
+        continuation.after_success(ctx.adapter if ctx else None, ctx.id if ctx else "", cont, result)
     return result
 
 
 async def acall(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
     """Run a task's function from async code (sync functions run in a thread)."""
+    kwargs, cont = continuation.split(kwargs)  # canvas (docs/canvas.md): a copy, without the continuation
     if task.is_async:
-        result = await task.func(*(args or ()), **(kwargs or {}))
+        result = await task.func(*(args or ()), **kwargs)
     else:
         ctx = contextvars.copy_context()
-        result = await asyncio.to_thread(ctx.run, task.func, *(args or ()), **(kwargs or {}))
+        result = await asyncio.to_thread(ctx.run, task.func, *(args or ()), **kwargs)
     serialization.check_result(task.name, result)
+    if cont is not None:  # canvas: the adapters' submit/wait block: run them off the event loop
+        cur = _current.get()
+        await asyncio.to_thread(continuation.after_success, cur.adapter if cur else None, cur.id if cur else "",
+                                cont, result)
     return result
 
 

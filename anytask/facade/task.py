@@ -7,9 +7,12 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, InvalidTask, TaskNotRegistered
+
+if TYPE_CHECKING:
+    from .canvas import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,6 +102,13 @@ class Task(Generic[P, R]):
             raise ConfigurationError(f"unknown task option(s) {sorted(unknown)}; valid: "
                                      f"{[f.name for f in dataclasses.fields(TaskOptions)]}")
         return dataclasses.replace(self, options=dataclasses.replace(self.options, **overrides))
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature for a chain, group or chord (docs/canvas.md); in a chain the previous
+        result is prepended to ``args``, so give only the arguments that follow it."""
+        from .canvas import Signature
+
+        return Signature(self, tuple(args), dict(kwargs))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)

@@ -436,4 +436,7 @@ from .bad_input import *  # noqa: E402,F403
 
 
 
+# -- canvas (chain, group, chord): the cases live in conformance_canvas.py --------------------------------
+from .conformance_canvas import *  # noqa: E402,F403
+
 __all__ = [name for name in list(globals()) if name.startswith("test_")]

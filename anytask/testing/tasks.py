@@ -128,3 +128,31 @@ def fail_unimportable(code: int, detail: str) -> None:
     raise _WorkerOnlyError(code, detail)
 
 
+# -- canvas (chain / group / chord) test tasks (docs/canvas.md) ------------------------------------------------
+
+
+@task
+def collect(prev: list[str] | None, path: str, token: str) -> list[str]:
+    """A chain link: append ``token`` to ``path`` and to the previous link's list, return the list."""
+    _append(path, token)
+    return [*(prev or []), token]
+
+
+@task
+def boom_after(prev: Any, message: str) -> None:
+    """A chain link that fails: the links after it must never run."""
+    raise TaskBoom(f"{message} (previous result {prev!r})")
+
+
+@task
+def sleep_until(at: float, value: Any) -> Any:
+    """Sleep until the host clock reaches ``at``: members started together finish together."""
+    time.sleep(max(0.0, at - time.time()))
+    return value
+
+
+@task
+def gather(results: list[Any], path: str, token: str) -> list[Any]:
+    """A chord callback: record one execution per call in ``path``, return the results it got."""
+    _append(path, token)
+    return results
