@@ -260,5 +260,5 @@ def submit_canvas(client: Client, obj: Chain | Group | Chord) -> ChainHandle | G
         return group
     callback = link_wire(uuid.uuid4().hex, obj.callback)
     chord = {"id": uuid.uuid4().hex, "members": list(group.ids), "callback": callback}
-    _enqueue_all(client, [(t, _with_cont(m, {"chord": chord})) for t, m in prepared])
+    _enqueue_all(client, [(t, _with_cont(m, {"chord": {**chord, "index": i}})) for i, (t, m) in enumerate(prepared)])
     return ChordHandle(callback["id"], obj.callback.name, group, client.backend, client)

@@ -138,8 +138,9 @@ def _claim_slot(backend: Adapter, chord_id: str, member_id: str, size: int) -> i
         k += 1
 
 
-def _chord_member_done(backend: Adapter, member_id: str, chord: dict[str, Any], value: Any) -> None:
+def _chord_member_done(backend: Adapter, task_id: str, chord: dict[str, Any], value: Any) -> None:
     members: list[str] = chord["members"]
+    member_id = members[chord["index"]] if "index" in chord else task_id  # the id chosen at submit
     if _claim_slot(backend, chord["id"], member_id, len(members)) != len(members):
         return
     callback = chord["callback"]

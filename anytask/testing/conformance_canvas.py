@@ -57,6 +57,21 @@ def test_canvas_chain_stops_on_failure(anytask_backend: BackendUnderTest) -> Non
     assert c.status(h.ids[2]) is Status.UNKNOWN  # never submitted: not QUEUED for ever
 
 
+def test_canvas_chain_link_retries_and_async_links(anytask_backend: BackendUnderTest) -> None:
+    """The continuation survives a retried attempt (it must travel again with the retry), and async
+    task functions pass results the same way."""
+    needs(anytask_backend, Feature.CHAIN)
+    c = anytask_backend.client
+    if anytask_backend.capabilities.supports(Feature.RETRIES):
+        path = tmpfile(anytask_backend, "chainretry")
+        h = c.submit(tasks.flaky.s(path, 1).using(retries=1) | tasks.add.s(10))
+        assert h.result(timeout=RESULT_TIMEOUT) == 12  # run 2 succeeded, then 2 + 10
+        assert len(lines(path)) == 2
+    if anytask_backend.capabilities.supports(Feature.ASYNC_TASKS):
+        h2 = asyncio.run(c.asubmit(tasks.async_add.s(1, 2) | tasks.async_add.s(3) | tasks.add.s(4)))
+        assert h2.result(timeout=RESULT_TIMEOUT) == 10
+
+
 def test_canvas_group_gathers_in_order(anytask_backend: BackendUnderTest) -> None:
     needs(anytask_backend, Feature.GROUP)
     c = anytask_backend.client
