@@ -100,3 +100,25 @@ def test_password_never_reaches_the_worker_log_or_errors() -> None:
             with pytest.raises(anytask.BrokerUnavailable) as ei:
                 client.submit(tasks.add, 1, 2)
             assert SECRET not in str(ei.value) and SECRET not in repr(client) and SECRET not in repr(client.adapter)
+
+
+def test_password_never_reaches_run_json(tmp_path: Path) -> None:
+    """A tiny real bench run (RQ, native and facade) against a test-owned Redis reached with a password
+    in its URL (Redis's default user accepts any): run.json, raw data and the output stay clean."""
+    import subprocess
+    import sys
+
+    from anytask.testing.brokers import OwnedRedis, require
+
+    with require(OwnedRedis) as r:
+        out = subprocess.run(
+            [sys.executable, "-m", "anytask", "bench", "run", "--profile", "quick", "--backends", "rq+redis",
+             "--scenarios", "throughput-noop", "--n", "10", "--configs", "defaults", "--modes", "native,facade",
+             "--no-ceilings", "--no-resources", "--no-report", "--out", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "ANYTASK_BENCH_REDIS": f":{SECRET}@127.0.0.1:{r.port}"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    doc = (tmp_path / "out" / "run.json").read_text()
+    assert f":***@127.0.0.1:{r.port}" in doc  # the URLs are there, masked
+    leaks = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == [] and SECRET not in out.stdout + out.stderr, leaks

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..facade.url import mask
 from .stamps import TaskStamps
 
 SCHEMA_VERSION = 1
@@ -104,9 +105,20 @@ class Run:
         path = os.path.join(out_dir, "run.json")
         tmp = path + ".tmp"
         with open(tmp, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1, default=str)
+            json.dump(_masked(self.to_dict()), fh, indent=1, default=str)  # no password in a run.json
         os.replace(tmp, path)
         return path
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the password of every URL in its strings masked (worker command lines, broker URLs)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    return value
 
 
 def validate(doc: Mapping[str, Any]) -> list[str]:
