@@ -731,3 +731,9 @@ class CeleryAdapter(Adapter):
             self._declare(options.queues, purge=False)
         code = self.app.start(self.worker_argv(options))  # ``celery worker`` in this process
         return int(code or 0)
+
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        n = options.concurrency
+        return {"pool": f"prefork x{n}", "processes": n, "threads": 1, "slots": n, "config": options.config,
+                "knobs": {"argv": ["celery", *self.worker_argv(options)]}}

@@ -804,6 +804,14 @@ class DramatiqAdapter(Adapter):
                 "--queues", *[self.native_queue(q) for q in options.queues]]
         return argv, env
 
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        n = options.concurrency
+        argv, env = self.worker_command([], options)
+        return {"pool": f"1 process x {n} threads", "processes": 1, "threads": n, "slots": n, "config": options.config,
+                "knobs": {"argv": ["dramatiq", *argv[3:]],
+                          "env": {k: v for k, v in env.items() if k.startswith("dramatiq_")}}}
+
 
 def worker_broker() -> None:
     """Called by ``dramatiq`` in each worker process: build the broker, declare the actors, set it global."""

@@ -862,6 +862,18 @@ class HueyAdapter(Adapter):
             consumer.run()
         return 0
 
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        cfg = self.consumer_config(options)
+        n = cfg.workers
+        per = n if cfg.worker_type == "process" else 1
+        return {"pool": f"huey consumer, {cfg.worker_type} workers x{n}", "processes": per, "threads": n // per,
+                "slots": n, "config": options.config,
+                "knobs": {**{k: v for k, v in cfg._asdict().items() if v is not None},
+                          # the facade reads results from anytask's task record, not Huey's result store,
+                          # so Huey's notify_result (a BLPOP on Huey's result) has no say in it
+                          "results_read_from": "anytask task record"}}
+
 
 class _LazyStorage:
     """Defers opening the state storage to first use (and after a close, e.g. in forked workers)."""

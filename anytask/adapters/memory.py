@@ -113,3 +113,9 @@ class MemoryAdapter(Adapter):
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         raise ConfigurationError("memory:// runs tasks inside the submitting process; it has no worker to start")
+
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        n = self.engine.pool._max_workers  # the URL's workers=, not --concurrency (there is no worker)
+        return {"pool": f"threads x{n} in the producer process", "processes": 0, "threads": n, "slots": n,
+                "config": options.config, "knobs": {"workers": n}}

@@ -662,6 +662,14 @@ class RQAdapter(Adapter):
             return 130
         return rv if isinstance(rv, int) else 0
 
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        n = options.concurrency
+        cls = WORKER_CLASSES.get(options.config, "")
+        kind = "fork per job" if options.config != "tuned" else "no fork (SimpleWorker)"
+        return {"pool": f"rq {'worker' if n == 1 else 'worker-pool'} x{n}, {kind}", "processes": n, "threads": 1,
+                "slots": n, "config": options.config, "knobs": {"worker_class": cls, "argv": ["rq", *self.worker_argv(options)]}}
+
 
 __all__ = ["AnytaskJob", "AnytaskSimpleWorker", "AnytaskWorker", "CancelledBeforeStart", "RQAdapter", "ReliableWorker",
            "StopRequested", "WorkerFailure", "parse_exc_string", "priority_queue", "worker_queue_order"]

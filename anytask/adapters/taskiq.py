@@ -936,3 +936,12 @@ class TaskiqAdapter(Adapter):
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        n = max(1, options.concurrency)
+        knobs: dict[str, Any] = {"argv": ["taskiq", *self.worker_command(options)[3:]]}
+        if self.url.transport == "amqp":
+            knobs["qos"] = {"reliable": n, "tuned": 4 * n}.get(options.config, 10)
+        return {"pool": f"1 process, {n} async slots + {n} sync threads", "processes": 1, "threads": n, "slots": n,
+                "config": options.config, "knobs": knobs}

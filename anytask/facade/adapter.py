@@ -122,3 +122,17 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Run the library's own worker with ``tasks`` registered natively; return its exit code."""
+
+    # -- describe_worker (benchmark harness, issue 4) --
+    def describe_worker(self, options: WorkerOptions) -> dict[str, Any]:
+        """What :meth:`run_worker` would start for ``options``, as data (optional; benchmarks record it).
+
+        Keys: ``pool`` (one line, e.g. ``prefork x2``), ``processes`` (processes that execute tasks;
+        0 when tasks run in the submitting process), ``threads`` (execution slots per process: threads,
+        async slots or 1), ``slots``, ``config`` and ``knobs`` (the settings of this named configuration,
+        e.g. the native worker's argv). The default derives what it can from ``options``; adapters
+        override it to say what their library really runs.
+        """
+        return {"pool": f"the adapter's mapping of --concurrency {options.concurrency}", "processes": None,
+                "threads": None, "slots": options.concurrency, "config": options.config,
+                "knobs": {"extra": list(options.extra)} if options.extra else {}}
