@@ -8,6 +8,7 @@ Backend-parametrised cases that need a real worker are in anytask/testing/bad_in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -302,3 +303,32 @@ def test_max_payload_is_validated_and_documented() -> None:
     unlimited = anytask.connect("memory://limits?max_payload=0")
     assert unlimited.submit(tasks.echo, "z" * (DEFAULT_MAX_PAYLOAD + 1)).result(timeout=10) == "z" * (DEFAULT_MAX_PAYLOAD + 1)
     assert "1 MiB" in (ROOT / "docs" / "errors.md").read_text()
+
+
+# -- an async task on a backend that cannot run it ---------------------------------------------------
+# Every shipped backend runs async tasks, so the refusal is shown on a backend declared without them:
+# the in-process engine with ASYNC_TASKS taken out of its declaration (the check reads only that).
+
+from anytask.adapters.memory import MemoryAdapter  # noqa: E402
+from anytask.facade.capabilities import Feature, unsupported  # noqa: E402
+from anytask.facade.client import supporting_backends  # noqa: E402
+from anytask.testing.bad_input import enqueue_calls  # noqa: E402
+
+
+class SyncOnlyAdapter(MemoryAdapter):
+    capabilities = dataclasses.replace(MemoryAdapter.capabilities, features={
+        **MemoryAdapter.capabilities.features, Feature.ASYNC_TASKS: unsupported("this engine runs only def functions")})
+
+
+def test_async_task_on_a_backend_without_async_is_refused_at_submit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(backends.BACKENDS, "synconly", backends.BackendSpec(
+        "synconly", f"{__name__}:SyncOnlyAdapter", "", (), "synconly://"))
+    can = supporting_backends(Feature.ASYNC_TASKS)
+    assert "synconly" not in can and "memory" in can
+    client = anytask.connect("synconly://async-check")
+    with enqueue_calls(client) as calls, pytest.raises(anytask.UnsupportedFeature) as ei:
+        client.submit(tasks.async_add, 1, 2)
+    assert calls == []
+    assert str(ei.value) == ("backend 'synconly' does not support async_tasks (task anytask.testing.tasks.async_add): "
+                             f"this engine runs only def functions (supported by: {', '.join(can)})")
+    assert client.submit(tasks.add, 1, 2).result(timeout=10) == 3  # sync tasks still run

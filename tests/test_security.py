@@ -14,12 +14,13 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import anytask
 from anytask.testing import tasks
-from anytask.testing.backends import REDIS, answers
+from anytask.testing.backends import AMQP, PREFIX, answers
 from anytask.testing.workers import WorkerProcess
 
 SECRET = "s3cr3t-pw"
@@ -58,26 +59,104 @@ def test_every_adapter_configures_json() -> None:
     assert "serializer=JSONSerializer()" in Path(at.__file__).read_text()  # the result backend's
 
 
-def test_pickle_in_celerys_own_queue_is_never_unpickled(tmp_path: Path) -> None:
-    pytest.importorskip("celery")
-    host, _, port = REDIS.rpartition(":")
-    if not answers(host, int(port)):
-        pytest.skip(f"no Redis on {REDIS}")
-    url = f"celery+redis://{REDIS}/12"
-    marker = tmp_path / f"unpickled-{uuid.uuid4().hex}"
-    client = anytask.connect(url)
-    client.adapter.purge(["default"])
-    with WorkerProcess(url, concurrency=1) as worker:
-        worker.wait_ready(client)
-        app = client.adapter.app  # type: ignore[attr-defined]
-        app.send_task("anytask.testing.tasks.echo", args=[Marker(str(marker))], serializer="pickle",
-                      queue="default")  # Celery's native message, body pickled
-        assert client.submit(tasks.add, 1, 1).result(timeout=30) == 2  # the worker went on serving
-        time.sleep(1.0)
-        out = worker.output()
-    client.close()
-    assert not marker.exists(), "the worker unpickled a message from the broker"
-    assert "ContentDisallowed" in out or "content" in out.lower(), out[-2000:]
+def _inject_celery(client: anytask.Client, marker: str) -> None:
+    client.adapter.app.send_task("anytask.testing.tasks.echo", args=[Marker(marker)],  # type: ignore[attr-defined]
+                                 serializer="pickle", queue=client.adapter._queue("default"))  # type: ignore[attr-defined]
+
+
+def _inject_rq(client: anytask.Client, marker: str) -> None:
+    from rq import Queue
+    from rq.serializers import DefaultSerializer  # RQ's default: pickle
+
+    Queue("default", connection=client.adapter.redis,  # type: ignore[attr-defined]
+          serializer=DefaultSerializer).enqueue("anytask.testing.tasks.echo", Marker(marker))
+
+
+def _inject_huey(client: anytask.Client, marker: str) -> None:
+    import pickle
+
+    client.adapter.huey("default").storage.enqueue(pickle.dumps(Marker(marker)))  # type: ignore[attr-defined]
+
+
+def _inject_dramatiq(client: anytask.Client, marker: str) -> None:
+    import dramatiq
+    from dramatiq.encoder import PickleEncoder
+
+    adapter: Any = client.adapter
+    msg = dramatiq.Message(queue_name=adapter.native_queue("default"), actor_name="anytask.testing.tasks.echo",
+                           args=(Marker(marker),), kwargs={}, options={})
+    previous = dramatiq.get_encoder()
+    dramatiq.set_encoder(PickleEncoder())  # only in this (producing) process, only for this message
+    try:
+        adapter._producer_broker().enqueue(msg)
+    finally:
+        dramatiq.set_encoder(previous)
+
+
+def _inject_taskiq(client: anytask.Client, marker: str) -> None:
+    import pickle
+
+    import redis
+
+    adapter: Any = client.adapter
+    body = pickle.dumps({"task_id": uuid.uuid4().hex, "task_name": "anytask.testing.tasks.echo", "labels": {},
+                         "args": [Marker(marker)], "kwargs": {}})
+    redis.Redis.from_url(adapter.url.broker_url).xadd(adapter.conf.stream("default", None), {b"data": body})
+
+
+# backend -> (how to put a pickle message into its own queue, what its worker logs when it refuses it)
+_PICKLE_CASES = {
+    "celery+redis": (_inject_celery, "Refusing to deserialize untrusted content of type pickle"),
+    "rq+redis": (_inject_rq, "DeserializationError"),
+    "huey+redis": (_inject_huey, "Error reading from queue"),
+    "dramatiq+redis": (_inject_dramatiq, "bytes, never decoded further); moved to the dead-letter queue"),
+    "dramatiq+amqp": (_inject_dramatiq, "Failed to decode message"),
+    "taskiq+redis": (_inject_taskiq, "Cannot parse message"),
+}
+
+
+@pytest.mark.parametrize("backend", list(_PICKLE_CASES))
+def test_pickle_in_the_librarys_own_queue_is_never_unpickled(backend: str, tmp_path: Path) -> None:
+    """A pickle whose unpickling would create a file, put into the library's queue in its native
+    format; the anytask worker refuses it, goes on serving, and the file never appears."""
+    pytest.importorskip(backend.split("+")[0])
+    from anytask.testing.brokers import OwnedRedis, require
+
+    inject, refusal = _PICKLE_CASES[backend]
+    marker = str(tmp_path / f"unpickled-{uuid.uuid4().hex}")
+    with require(OwnedRedis) as r:
+        redis_url = f"127.0.0.1:{r.port}/1"
+        if backend.endswith("+amqp"):
+            host, _, port = AMQP.rpartition("@")[2].rpartition(":")
+            if not answers(host, int(port)):
+                pytest.skip(f"no RabbitMQ on {AMQP}")
+            url = f"{backend}://{AMQP}/?result=redis://{redis_url}&prefix={PREFIX}sec{uuid.uuid4().hex[:6]}."
+        else:
+            url = f"{backend}://{redis_url}"
+        client = anytask.connect(url)
+        try:
+            with WorkerProcess(url, concurrency=1) as worker:
+                worker.wait_ready(client)
+                inject(client, marker)
+                assert client.submit(tasks.add, 1, 1).result(timeout=30) == 2  # the worker went on serving
+                deadline = time.monotonic() + 10
+                while refusal not in worker.output() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                out = worker.output()
+            assert not os.path.exists(marker), "the worker unpickled a message from the broker"
+            assert refusal in out, out[-3000:]
+            if backend == "rq+redis":  # RQ keeps the job: FAILED, saying why
+                failed = [j for j in client.adapter.redis.keys("rq:job:*")]  # type: ignore[attr-defined]
+                infos = [client.get(k.decode().rpartition(":")[2]) for k in failed]
+                refused = [i for i in infos if i.status is anytask.Status.FAILED]
+                assert len(refused) == 1 and refused[0].error is not None
+                assert refused[0].error.type == "rq.exceptions.DeserializationError"
+                assert refused[0].error.message.startswith("the job's data is not JSON: anytask's RQ worker reads only "
+                                                           "JSON")
+        finally:
+            if backend.endswith("+amqp"):
+                client.adapter.purge(["default"])
+            client.close()
 
 
 # -- credentials masked ------------------------------------------------------------------------------

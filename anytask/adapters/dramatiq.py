@@ -44,7 +44,7 @@ import dramatiq
 import redis
 from dramatiq.common import xq_name
 from dramatiq.encoder import JSONEncoder
-from dramatiq.errors import ActorNotFound, BrokerConnectionError
+from dramatiq.errors import ActorNotFound, BrokerConnectionError, DecodeError
 from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
@@ -553,6 +553,7 @@ class DramatiqAdapter(Adapter):
             from dramatiq.brokers.redis import RedisBroker
 
             broker = RedisBroker(url=self.url.broker_url, middleware=middleware)  # type: ignore[no-untyped-call]
+            broker.consume = _refusing_undecodable(broker)  # security: see _refusing_undecodable
         else:
             from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -811,6 +812,51 @@ class DramatiqAdapter(Adapter):
         return {"pool": f"1 process x {n} threads", "processes": 1, "threads": n, "slots": n, "config": options.config,
                 "knobs": {"argv": ["dramatiq", *argv[3:]],
                           "env": {k: v for k, v in env.items() if k.startswith("dramatiq_")}}}
+
+
+# -- security (issue 7): a message that is not JSON -------------------------------------------------
+
+
+class _RefusingConsumer:
+    """Dramatiq's Redis consumer, except that a message that does not decode as JSON (a pickle, or
+    another program's bytes) is dead-lettered and skipped. Dramatiq's own consumer raises DecodeError
+    out of ``__next__``, and the worker restarts the consumer: the messages prefetched with the bad one
+    are lost from its cache and stay unacked (their queue stalls) until the worker process ends."""
+
+    def __init__(self, inner: Any, broker: Any) -> None:
+        self._inner, self._broker = inner, broker
+
+    def __iter__(self) -> _RefusingConsumer:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return next(self._inner)
+            except DecodeError as exc:  # the data is never decoded further (never unpickled)
+                self._dead_letter(exc.data)
+
+    def _dead_letter(self, data: Any) -> None:
+        queue = self._inner.queue_name
+        key = f"{self._broker.namespace}:{queue}.msgs"
+        found = next((mid for mid, body in self._broker.client.hscan_iter(key) if body == data), None)
+        if found is not None:  # its id is only in the hash: find it there to move it to the DLQ (.XQ)
+            self._broker.do_nack(queue, found.decode() if isinstance(found, bytes) else found)
+        logging.getLogger("anytask.dramatiq").error(
+            "refused a message on queue %r that is not JSON (%d bytes, never decoded further); %s", queue,
+            len(data or b""), "moved to the dead-letter queue" if found is not None else "it was not found to dead-letter")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _refusing_undecodable(broker: Any) -> Any:
+    consume = broker.consume
+
+    def refusing_consume(queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RefusingConsumer:
+        return _RefusingConsumer(consume(queue_name, prefetch, timeout), broker)
+
+    return refusing_consume
 
 
 def worker_broker() -> None:

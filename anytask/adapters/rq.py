@@ -333,6 +333,9 @@ def parse_exc_string(exc_string: str) -> ErrorInfo:
             m = _EXC_LINE.match(lines[i])
             if m and not lines[i].startswith("Traceback"):
                 msg = "\n".join([m["msg"] or "", *lines[i + 1:]]).strip()
+                if m["type"] == "rq.exceptions.DeserializationError" and not msg:  # security: see docs/security.md
+                    msg = ("the job's data is not JSON: anytask's RQ worker reads only JSON, so a job enqueued "
+                           "with RQ's pickle serializer (or by another program) is failed, never unpickled")
                 return ErrorInfo(m["type"], msg, exc_string)
     return ErrorInfo(f"{__name__}.WorkerFailure", exc_string.strip() or "RQ failed the job", exc_string)
 

@@ -580,6 +580,8 @@ class _Loop:
         try:
             return fut.result(timeout)
         except FutureTimeout:
+            if fut.done():  # the coroutine's own TimeoutError (3.11: one class), e.g. the connect timeout
+                raise
             fut.cancel()
             raise asyncio.TimeoutError(f"no answer within {timeout}s") from None
 
