@@ -8,11 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .facade.adapter import WorkerOptions
 from .facade.backends import BACKENDS
-from .facade.errors import AnytaskError
-from .facade.task import registered_tasks
+from .facade.capabilities import Feature
+from .facade.client import Client
+from .facade.errors import AnytaskError, UnsupportedFeature
+from .facade.schedule import Schedule, registered_schedules
+from .facade.task import Task, registered_tasks
 
 SCHEMES_HELP = "\n".join(f"  {spec.example:<72} pip install 'anytask[{spec.extra}]'" if spec.extra
                          else f"  {spec.example}" for spec in BACKENDS.values())
@@ -30,12 +34,11 @@ def _split(values: Sequence[str] | None) -> list[str]:
     return out
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from .facade.client import Client
-
+def _load_tasks(args: argparse.Namespace, command: str) -> tuple[str, list[str], list[Task[Any, Any]]]:
+    """The URL, the --tasks modules (imported now) and the tasks they define."""
     url = args.url or os.environ.get("ANYTASK_URL")
     if not url:
-        raise AnytaskError("no backend URL: give one (anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks) "
+        raise AnytaskError(f"no backend URL: give one (anytask {command} rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks) "
                            "or set ANYTASK_URL")
     modules = _split(args.tasks)
     if not modules:
@@ -49,13 +52,59 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                "root or put it on PYTHONPATH") from None
     tasks = [t for name, t in sorted(registered_tasks().items())
              if any(t.func.__module__ == m or t.func.__module__.startswith(m + ".") for m in modules)]
+    return url, modules, tasks
+
+
+def _beat_schedules(client: Client, modules: Sequence[str]) -> list[Schedule]:
+    """The schedules the imported modules declared, checked against the backend (``--beat``)."""
+    from .facade.client import check_supported, supporting_backends
+
+    fs = client.capabilities.get(Feature.PERIODIC)
+    if not fs.supported:
+        raise UnsupportedFeature(client.backend, "periodic tasks (--beat)", fs.how, supporting_backends(Feature.PERIODIC))
+    schedules = [s for _, s in sorted(registered_schedules().items())]
+    if not schedules:
+        raise AnytaskError(f"--beat was given but {', '.join(modules)} declare(s) no anytask.periodic(...) schedule: "
+                           "declare one at module level in a --tasks module, or drop --beat")
+    for s in schedules:
+        check_supported(client.backend, client.capabilities, s.task)
+    return schedules
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    url, modules, tasks = _load_tasks(args, "worker")
     if not tasks:
         raise AnytaskError(f"no @anytask.task functions found in {', '.join(modules)}")
     client = Client(url)
+    schedules = _beat_schedules(client, modules) if args.beat else []
+    if not args.beat and registered_schedules():
+        logging.getLogger("anytask").info("%d periodic schedule(s) declared; this worker does not fire them "
+                                          "(give one worker --beat, or run 'anytask beat')", len(registered_schedules()))
     options = WorkerOptions(concurrency=args.concurrency, queues=tuple(_split(args.queues) or ["default"]),
-                            config=args.config, extra=tuple(args.extra))
+                            config=args.config, extra=tuple(args.extra), beat=bool(schedules))
     logging.getLogger("anytask").info("starting %s worker with %d task(s)", client.url.masked, len(tasks))
-    return client.adapter.run_worker(tasks, options)
+    beat = client.adapter.start_beat(schedules) if schedules else None
+    try:
+        return client.adapter.run_worker(tasks, options)
+    finally:
+        if beat is not None:
+            beat.stop()
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    """Only the beat: fire the schedules until SIGTERM/SIGINT; workers run elsewhere."""
+    import signal
+
+    from .facade.beat import Beat
+
+    url, modules, _ = _load_tasks(args, "beat")
+    client = Client(url)
+    beat = Beat(client, _beat_schedules(client, modules))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: beat.stop())
+    beat.run()
+    client.close()
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -91,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "natively under its name. SIGTERM/SIGINT shut it down the library's way; the exit code "
                     "is the worker's.",
         epilog=f"{URL_HELP}\n\nexample:\n  anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks --concurrency 4\n"
+               "  anytask worker rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks --beat   # also fire periodic schedules\n"
                "  anytask worker celery+amqp://guest:guest@127.0.0.1:5672// --tasks myapp.tasks -- --loglevel=debug")
     w.add_argument("url", nargs="?", help="backend URL (see below); default $ANYTASK_URL. Arguments after "
                    "'--' go to the native worker unchanged")
@@ -102,8 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--config", choices=["defaults", "tuned", "reliable"], default="defaults",
                    help="named configuration: the library's defaults, its documented throughput tuning, or "
                         "acks-late style reliability (default: defaults)")
+    w.add_argument("--beat", "-B", action="store_true",
+                   help="also fire the anytask.periodic(...) schedules the modules declare (docs/periodic.md); "
+                        "any number of workers may run --beat: each fire is claimed once cluster-wide")
     w.set_defaults(extra=[])
     w.set_defaults(func=cmd_worker)
+
+    b = sub.add_parser("beat", help="fire the periodic schedules only (workers run elsewhere)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Import the modules, then submit each anytask.periodic(...) schedule's task at its "
+                                   "fire times until SIGTERM/SIGINT. The same beat as 'anytask worker --beat', without "
+                                   "a worker; several beats never fire one fire time twice. See docs/periodic.md.",
+                       epilog=f"{URL_HELP}\n\nexample:\n  anytask beat rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks")
+    b.add_argument("url", nargs="?", help="backend URL; default $ANYTASK_URL")
+    b.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
+                   help="module(s) that declare the schedules")
+    b.set_defaults(func=cmd_beat)
 
     d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
     d.add_argument("urls", nargs="*", help="backend URLs (default: every backend whose broker answers)")

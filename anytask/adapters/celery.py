@@ -44,6 +44,7 @@ from kombu.exceptions import OperationalError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
+from ..facade.beat import emulated_how
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
@@ -238,7 +239,10 @@ class CeleryAdapter(Adapter):
             Feature.RESULT_TTL: emulated("Celery's result_expires is per app: after Celery stores SUCCESS/FAILURE/"
                                          "REVOKED, the result meta, anytask's record and the unique key get "
                                          "EXPIRE result_ttl (whole seconds, at least 1)"),
-            Feature.PERIODIC: unsupported("not wired in anytask yet; Celery has celery beat"),
+            Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
+                "claim_unique (SET NX on the result Redis)",
+                "Not celery beat: Celery requires a single beat per schedule (two beats fire twice), and beat "
+                "sends with its own ids outside anytask's submit (no submit record, unique key or JSON check)")),
         },
         needs_worker=True,
         delivery="at-least-once with acks_late (config 'reliable'); default acks early = at-most-once",

@@ -62,6 +62,8 @@ from dramatiq.results.backends import RedisBackend
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
+from ..facade.beat import emulated_how
+from ..facade.schedule import Schedule, registered_schedules
 from ..facade.capabilities import Capabilities, Feature, FeatureSupport, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import (BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId,
@@ -128,6 +130,7 @@ ENV_TASKS = "ANYTASK_DRAMATIQ_TASKS"
 ENV_QUEUES = "ANYTASK_DRAMATIQ_QUEUES"
 ENV_CONFIG = "ANYTASK_DRAMATIQ_CONFIG"
 
+ENV_BEAT = "ANYTASK_DRAMATIQ_BEAT"  # --beat: modules declaring the schedules, re-imported by the worker process
 _CONFIGS = ("defaults", "tuned", "reliable")
 
 
@@ -470,8 +473,10 @@ def _capabilities(priority: FeatureSupport) -> Capabilities:
                                      "(refreshed to result_ttl by the final write)"),
             Feature.RESULT_TTL: native("Dramatiq's Results result_ttl (ms) on each message; anytask's state "
                                        "record (and unique key) gets the same PEXPIRE on its final write"),
-            Feature.PERIODIC: unsupported("not wired in anytask yet; Dramatiq has no scheduler "
-                                          "(periodiq / APScheduler are the documented companions)"),
+            Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
+                "claim_unique (SET NX on the state Redis)",
+                "Dramatiq has no scheduler (periodiq / APScheduler are separate packages). anytask worker execs "
+                "Dramatiq's CLI, so --beat runs the beat in the Dramatiq worker process")),
         },
         needs_worker=True,
         delivery="at-least-once (Dramatiq acks after the actor returns)",
@@ -796,6 +801,12 @@ class DramatiqAdapter(Adapter):
         env[ENV_CONFIG] = options.config
         if options.config == "tuned":
             env.setdefault("dramatiq_worker_timeout", "100")  # idle poll/wakeup: 1000 ms by default
+    def start_beat(self, schedules: Sequence[Schedule]) -> None:
+        """run_worker execs Dramatiq's CLI, which would end a thread started here: the beat starts in
+        the Dramatiq worker process instead (worker_broker, ENV_BEAT)."""
+        self._beat_modules = sorted({s.module for s in schedules if s.module})
+        return None
+
             env.setdefault("dramatiq_queue_prefetch", str(4 * options.concurrency))  # default 2 x threads
         elif options.config == "reliable":
             env.setdefault("dramatiq_queue_prefetch", "1")  # hold at most one unacked message
@@ -825,6 +836,8 @@ class _RefusingConsumer:
 
     def __init__(self, inner: Any, broker: Any) -> None:
         self._inner, self._broker = inner, broker
+        if options.beat:
+            env[ENV_BEAT] = ",".join(getattr(self, "_beat_modules", None) or sorted({t.func.__module__ for t in tasks}))
 
     def __iter__(self) -> _RefusingConsumer:
         return self
@@ -902,3 +915,14 @@ class DramatiqAmqpAdapter(DramatiqAdapter):
     """``dramatiq+amqp``: RabbitMQ message priority (x-max-priority)."""
 
     capabilities = _capabilities(PRIORITY_AMQP)
+    if os.environ.get(ENV_BEAT):  # anytask worker --beat (see DramatiqAdapter.start_beat)
+        _start_beat(adapter, os.environ[ENV_BEAT])
+
+
+def _start_beat(adapter: DramatiqAdapter, modules: str) -> None:
+    for module in filter(None, modules.split(",")):
+        importlib.import_module(module)
+    from ..facade.beat import Beat
+    from ..facade.client import Client
+
+    Beat(Client(adapter.url), [s for _, s in sorted(registered_schedules().items())]).start()

@@ -42,6 +42,7 @@ from huey.utils import Error as HueyError
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
+from ..facade.beat import emulated_how
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId, credentials_refused
@@ -456,7 +457,11 @@ class HueyAdapter(Adapter):
                                          "the final write: Redis SET PX / PEXPIRE; SQLite has no expiry, so the "
                                          "record stores expires_at and a read past it deletes record and result "
                                          "(lazily: unread rows stay in the file)"),
-            Feature.PERIODIC: unsupported("not wired in anytask yet; the library has periodic_task(crontab)"),
+            Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
+                "claim_unique in Huey's storage (Redis SET NX EX; SQLite one BEGIN EXCLUSIVE transaction)",
+                "Not Huey's periodic_task(crontab): the consumer checks it once a minute (no intervals under a "
+                "minute), a periodic task takes no arguments, every consumer with periodic enabled fires it (run "
+                "one), and its runs bypass anytask's submit (no state record)")),
         },
         needs_worker=True,
         delivery="at-most-once (Huey removes a message when a worker takes it; a killed worker loses it)",

@@ -49,7 +49,10 @@ class MemoryAdapter(Adapter):
             **emulated_canvas(),  # canvas (docs/canvas.md)
             **{f: unsupported("not wired in anytask yet for memory://") for f in (
                 Feature.PRIORITY, Feature.CANCEL,
-                Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL, Feature.PERIODIC)},
+                Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL)},
+            Feature.PERIODIC: unsupported("memory:// has no worker process for 'anytask worker --beat' to run beside, "
+                                          "and anytask's beat claims each fire with claim_unique, which memory:// "
+                                          "does not implement"),
         },
         needs_worker=False,
         delivery="at-most-once (in-process: lost if the process dies)",

@@ -42,6 +42,7 @@ from rq.utils import import_attribute
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
+from ..facade.beat import emulated_how
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskNotRegistered
@@ -385,7 +386,11 @@ class RQAdapter(Adapter):
             Feature.RESULT_TTL: native("RQ's result_ttl and failure_ttl per job (job hash and result stream "
                                        "expire that long after the end), whole seconds rounded up, at least 1; "
                                        "a cancelled job's hash gets the same EXPIRE"),
-            Feature.PERIODIC: unsupported("not wired in anytask yet; RQ has rq.cron / Repeat"),
+            Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
+                "claim_unique (Redis SET NX EX in RQ's Redis)",
+                "Not rq.cron's CronScheduler (rq cron; interval and cron): every running CronScheduler fires on "
+                "its own (run one per cluster), and CronJob.enqueue uses RQ's default pickle serializer and its own "
+                "job ids, outside anytask's JSON submit")),
         },
         needs_worker=True,
         delivery="at-most-once (a job whose worker dies mid-run is failed as abandoned, or retried "

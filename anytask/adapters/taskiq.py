@@ -57,6 +57,7 @@ from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
+from ..facade.beat import emulated_how
 from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
@@ -641,7 +642,11 @@ class TaskiqAdapter(Adapter):
             Feature.RESULT_TTL: emulated(
                 "RedisAsyncResultBackend's result_ex_time is one value per backend: the final state write "
                 "PEXPIREs the record after result_ttl s and a post_save middleware hook PEXPIREs taskiq's result key"),
-            Feature.PERIODIC: unsupported(_NOT_YET + "taskiq has TaskiqScheduler with schedule sources"),
+            Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
+                "claim_unique (SET NX on the state Redis)",
+                "Not TaskiqScheduler: a separate 'taskiq scheduler' process in which every running scheduler "
+                "fires its LabelScheduleSource on its own (run one), kicking with taskiq's ids outside anytask's "
+                "submit")),
         },
         needs_worker=True,
         delivery="at-least-once (ack after the result is saved: taskiq's default ack_type when_saved)",

@@ -37,6 +37,11 @@ __all__ = [
     "registered_tasks", "task", "unsupported",
 ]
 
+# -- periodic tasks (docs/periodic.md) --
+from .schedule import Schedule, periodic, registered_schedules  # noqa: E402
+
+__all__ += ["Schedule", "periodic", "registered_schedules"]
+
 # -- canvas: chain, group, chord (docs/canvas.md) --
 from .canvas import Chain, Chord, Group, Signature, chain, chord, group  # noqa: E402
 from .canvas_handles import ChainHandle, ChordHandle, GroupHandle  # noqa: E402

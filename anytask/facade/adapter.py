@@ -12,13 +12,17 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .capabilities import Capabilities
 from .errors import ResultTimeout, UnsupportedFeature
 from .records import CancelResult, Message, TaskResult
+from .schedule import Schedule
 from .task import Task
 from .url import BackendURL
+
+if TYPE_CHECKING:
+    from .beat import Beat
 
 DEFAULT_CONNECT_TIMEOUT = 3.0
 
@@ -31,6 +35,7 @@ class WorkerOptions:
     queues: tuple[str, ...] = ("default",)
     config: str = "defaults"  # "defaults" | "tuned" | "reliable" (named configurations)
     extra: tuple[str, ...] = ()  # extra arguments passed through to the native worker CLI
+    beat: bool = False  # also fire the declared periodic schedules (anytask worker --beat; docs/periodic.md)
 
 
 class Adapter(abc.ABC):
@@ -119,6 +124,18 @@ class Adapter(abc.ABC):
         (tests, benchmarks). Records of finished or cancelled tasks stay until their TTL."""
 
     # -- worker side -----------------------------------------------------------------------
+    def start_beat(self, schedules: Sequence[Schedule]) -> Beat | None:
+        """Fire ``schedules`` beside the worker this process is about to run (``--beat``).
+
+        Default: anytask's beat (facade/beat.py) in a thread of this process, claiming each fire
+        with :meth:`claim_unique`. An adapter whose ``run_worker`` replaces this process (execve)
+        returns None and starts the beat in the worker process when ``WorkerOptions.beat`` is set.
+        """
+        from .beat import Beat
+        from .client import Client
+
+        return Beat(Client(self.url), schedules).start()
+
     @abc.abstractmethod
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Run the library's own worker with ``tasks`` registered natively; return its exit code."""

@@ -433,7 +433,8 @@ def test_result_ttl_expires_the_record(anytask_backend: BackendUnderTest) -> Non
 from .bad_input import *  # noqa: E402,F403
 
 
-
+# -- periodic tasks (anytask.periodic + --beat): the cases live in conformance_periodic.py ------------
+from .conformance_periodic import *  # noqa: E402,F403
 
 
 # -- canvas (chain, group, chord): the cases live in conformance_canvas.py --------------------------------

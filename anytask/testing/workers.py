@@ -48,10 +48,12 @@ class WorkerProcess:
 
     def __init__(self, url: str, tasks: Sequence[str] = ("anytask.testing.tasks",), *, concurrency: int = 2,
                  queues: Sequence[str] = ("default",), config: str = "defaults", extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, beat: bool = False) -> None:
         self.url = url
         self.cmd = [sys.executable, "-m", "anytask", "worker", url, "--tasks", ",".join(tasks),
                     "--concurrency", str(concurrency), "--queues", ",".join(queues), "--config", config]
+        if beat:
+            self.cmd.append("--beat")  # also fire the modules' anytask.periodic schedules
         if extra:
             self.cmd += ["--", *extra]
         self.env = {**os.environ, **(env or {})}
@@ -98,3 +100,11 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class BeatProcess(WorkerProcess):
+    """``python -m anytask beat URL --tasks ...``: the periodic schedules' beat, without a worker."""
+
+    def __init__(self, url: str, tasks: Sequence[str], *, env: dict[str, str] | None = None) -> None:
+        super().__init__(url, tasks, env=env)
+        self.cmd = [sys.executable, "-m", "anytask", "beat", url, "--tasks", ",".join(tasks)]
