@@ -28,24 +28,24 @@ import socket
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import amqp.exceptions  # type: ignore[import-untyped]
 import redis
 from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
 from celery import Celery, signals, states  # type: ignore[import-untyped]
+from celery.canvas import chain as native_chain, chord as native_chord, group as native_group  # type: ignore[import-untyped]
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded  # type: ignore[import-untyped]
 from celery.utils.log import get_task_logger  # type: ignore[import-untyped]
 from kombu.exceptions import OperationalError
 
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
-from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.beat import emulated_how
-from ..facade.continuation import emulated_canvas, serve_canvas
+from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL
@@ -182,6 +182,9 @@ class _App(Celery):  # type: ignore[misc]
     def _get_backend(self) -> Any:
         backend = super()._get_backend()
         backend.on_task_call = lambda producer, task_id: None
+        # canvas: celery.chord's header members .then() a barrier, which would SUBSCRIBE too (one channel per
+        # member, kept for the life of the client); anytask never waits through AsyncResult
+        backend.add_pending_result = lambda result, weak=False, start_drainer=True: result
         store_result = backend.store_result
 
         def store_and_expire(task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None,
@@ -222,13 +225,18 @@ class CeleryAdapter(Adapter):
                                    "NOT_INTERRUPTIBLE"),
             Feature.PROGRESS: emulated("anytask.progress() writes the progress into anytask's record in the "
                                        "result Redis (Task.update_state would replace Celery's STARTED state)"),
-            **emulated_canvas({
-                Feature.CHAIN: "celery.chain is not used (yet): Celery would publish the later links itself, without "
-                               "the state record and the per-message header (retries, rate limit, priority) that "
-                               "anytask's submit writes for every task",
-                Feature.GROUP: "celery.group is not used, for the same reason",
-                Feature.CHORD: "celery.chord is not used, for the same reason (it also needs a result backend "
-                               "with chord support)"}),  # canvas (docs/canvas.md)
+            # canvas (docs/canvas.md): Celery's own canvas, every part with anytask's record and header
+            Feature.CHAIN: native(
+                "celery.chain: the worker publishes the next link with the result prepended (before it stores the "
+                "success); a failed link's FAILURE is propagated by Celery to the later links' results, and cancel() "
+                "of a link marks the later links' records CANCELLED; every link's record is written at submit, so "
+                "waiting links read QUEUED"),
+            Feature.GROUP: native("celery.group: the members are published together under the facade's ids; "
+                                  "GroupHandle gathers them in order"),
+            Feature.CHORD: native(
+                "celery.chord over the Redis result backend (its native chord counter, on_chord_part_return): "
+                "the callback gets the member results in order, once; a failed member fails the callback with "
+                "Celery's ChordError naming it"),
             Feature.RATE_LIMIT: emulated("cluster-wide sliding window in Redis (RedisRateLimiter) per task name, "
                                          "taken at each start in the worker; over the limit the message is "
                                          "re-published with eta=now+wait (same id, not a retry) and is "
@@ -353,8 +361,21 @@ class CeleryAdapter(Adapter):
     # -- producer side -----------------------------------------------------------------------
     def submit(self, task: Task[Any, Any], message: Message) -> None:
         o = task.options
-        eta = message.options.get("eta")
         store = self._store()
+        record, opts = self._submission(task, message)
+        with self._result_store(f"recording the submission of {task.name}"):
+            store.write(message.id, record, self.ttl)
+            if o.unique_key is not None:  # the claim lives as long as the record (until on_ready)
+                self.redis.eval(_EXTEND_IF_OWNER, 1, self._unique_key(o.unique_key), message.id, int(self.ttl))
+        try:
+            self.app.send_task(task.name, args=list(message.args), kwargs=dict(message.kwargs), **opts)
+        except BaseException as exc:
+            self._publish_failed(task.name, message.queue, [message.id], exc)
+
+    def _submission(self, task: Task[Any, Any], message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The record written before publishing and the apply_async options of one submission."""
+        o = task.options
+        eta = message.options.get("eta")
         record: dict[str, Any] = {"task_name": task.name, "enqueued_at": message.enqueued_at, "eta": eta}
         header: dict[str, Any] = {"retries": o.retries, "retry_backoff": o.retry_backoff}
         for name in ("priority", "rate_limit", "result_ttl", "unique_key"):  # what the worker and on_ready need
@@ -363,10 +384,6 @@ class CeleryAdapter(Adapter):
                 header[name] = value
                 if name in ("result_ttl", "unique_key"):
                     record[name] = value
-        with self._result_store(f"recording the submission of {task.name}"):
-            store.write(message.id, record, self.ttl)
-            if o.unique_key is not None:  # the claim lives as long as the record (until on_ready)
-                self.redis.eval(_EXTEND_IF_OWNER, 1, self._unique_key(o.unique_key), message.id, int(self.ttl))
         opts: dict[str, Any] = {
             "task_id": message.id,
             "queue": self._queue(message.queue),
@@ -378,19 +395,66 @@ class CeleryAdapter(Adapter):
         if o.timeout is not None:
             opts["soft_time_limit"] = o.timeout
             opts["time_limit"] = hard_limit(o.timeout)
+        return record, opts
+
+    def _publish_failed(self, what: str, queue: str, ids: Sequence[str], exc: BaseException) -> NoReturn:
+        """Nothing half-written: the records go with the failed publish; the error says what to do."""
         try:
-            self.app.send_task(task.name, args=list(message.args), kwargs=dict(message.kwargs), **opts)
+            with self._result_store("deleting the submission record"):
+                for task_id in ids:
+                    self._store().delete(task_id)
+        except BrokerUnavailable:
+            pass
+        if isinstance(exc, amqp.exceptions.PreconditionFailed):
+            raise self._no_priority_queue(self._queue(queue), exc) from None
+        if isinstance(exc, BROKER_ERRORS):
+            raise self._broker_error(f"submitting {what}", exc) from None
+        raise exc
+
+    # -- canvas (docs/canvas.md): Celery's own chain / group / chord over the same records and options --
+    def submit_chain(self, links: Sequence[tuple[Task[Any, Any], Message]]) -> None:
+        ids = [m.id for _, m in links]  # each record names the later links: cancel() closes them too
+        self._publish_canvas("a chain", links, lambda sigs: native_chain(*sigs),
+                             [{"chain_rest": ids[i + 1:]} for i in range(len(ids))])
+
+    def submit_group(self, members: Sequence[tuple[Task[Any, Any], Message]]) -> None:
+        self._publish_canvas("a group", members, lambda sigs: native_group(*sigs))
+
+    def submit_chord(self, members: Sequence[tuple[Task[Any, Any], Message]],
+                     callback: tuple[Task[Any, Any], Message]) -> None:
+        self._publish_canvas("a chord", [*members, callback], lambda sigs: native_chord(sigs[:-1], sigs[-1]))
+
+    def _publish_canvas(self, what: str, parts: Sequence[tuple[Task[Any, Any], Message]],
+                        build: Callable[[list[Any]], Any], extra: Sequence[dict[str, Any]] = ()) -> None:
+        """Every part gets its record (QUEUED until Celery publishes and a worker starts it) and the same
+        options as a plain submit; then Celery publishes the canvas (later links from the worker)."""
+        subs = [self._submission(t, m) for t, m in parts]
+        if extra:  # a chain: a later link's delay counts from its publish (as emulated), not from this submit
+            for (t, _), (record, opts) in list(zip(parts, subs))[1:]:
+                if t.options.delay and t.options.at is None:
+                    record["eta"] = None
+                    opts.pop("eta", None)
+                    opts["countdown"] = t.options.delay
+        store = self._store()
+        with self._result_store(f"recording the submission of {what}"):
+            for i, ((_, m), (record, _)) in enumerate(zip(parts, subs)):
+                store.write(m.id, {**record, **(extra[i] if extra else {})}, self.ttl)
+        sigs = [self.app.signature(t.name, args=list(m.args), kwargs=dict(m.kwargs), options=opts)
+                for (t, m), (_, opts) in zip(parts, subs)]
+        try:
+            build(sigs).apply_async()
         except BaseException as exc:
-            try:  # nothing half-written: the record goes with the failed publish
-                with self._result_store("deleting the submission record"):
-                    store.delete(message.id)
-            except BrokerUnavailable:
-                pass
-            if isinstance(exc, amqp.exceptions.PreconditionFailed):
-                raise self._no_priority_queue(self._queue(message.queue), exc) from None
-            if isinstance(exc, BROKER_ERRORS):
-                raise self._broker_error(f"submitting {task.name}", exc) from None
-            raise
+            self._publish_failed(what, parts[0][1].queue, [m.id for _, m in parts], exc)
+
+    def _cancel_chain_rest(self, task_id: str) -> None:
+        """A chain link was cancelled: Celery never publishes the later links (and propagates only FAILURE
+        to them), so their records turn CANCELLED instead of reading QUEUED for ever."""
+        with self._result_store("cancelling the rest of a chain"):
+            rest = (self._store().read(task_id) or {}).get("chain_rest") or []
+            for later in rest:
+                self._store().write(later, {"cancelled": f"not run: chain link {task_id} was cancelled",
+                                            "finished_at": time.time()}, self.ttl)
+    # -- end canvas --
 
     def _no_priority_queue(self, queue: str, exc: BaseException) -> ConfigurationError:
         return ConfigurationError(
@@ -438,6 +502,7 @@ class CeleryAdapter(Adapter):
                 self._revoke(task_id, terminate=False)
             except BrokerUnavailable as exc:  # the flag alone already stops every start
                 logger.warning("revoke broadcast for %s not sent: %s", task_id, exc)
+            self._cancel_chain_rest(task_id)  # canvas
             return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, note=note)
         # Running (or a task without anytask's record): ask the worker to kill the pool child.
         self._revoke(task_id, terminate=True)
@@ -445,6 +510,7 @@ class CeleryAdapter(Adapter):
         while True:
             res = self.get(task_id)
             if res.status is Status.CANCELLED:
+                self._cancel_chain_rest(task_id)  # canvas
                 return CancelResult(task_id, CancelOutcome.TERMINATED_WHILE_RUNNING, res.status, note=res.note)
             if res.finished:
                 return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, res.status)
@@ -723,7 +789,6 @@ class CeleryAdapter(Adapter):
         return ("run", None) if started == 1 else ("cancelled", None)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
-        serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
         # BRPOP waits 1 s per poll: give the worker's reads more slack
         self.app.conf.broker_transport_options = self._transport_options(max(self.connect_timeout, 10.0))

@@ -11,10 +11,11 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .canvas import CANVAS_KWARG, Chain, Chord, Group, Signature, link_wire
-from .capabilities import Feature
+from .capabilities import Feature, Support
 from .errors import ResultTimeout, TaskFailed, UnknownTaskId, UnsupportedFeature
 from .records import ErrorInfo, Message, TaskResult
 from .status import Status
@@ -241,24 +242,46 @@ def _enqueue_all(client: Client, prepared: list[tuple[Task[Any, Any], Message]])
         done.append(msg.id)
 
 
+class NativeCanvas(Protocol):
+    """What an adapter that declares CHAIN / GROUP / CHORD ``native`` implements: publish the whole canvas
+    with the library's own mechanism, under the facade's ids (each pair is a plain submit's task and message)."""
+
+    def submit_chain(self, links: Sequence[tuple[Task[Any, Any], Message]]) -> None: ...
+
+    def submit_group(self, members: Sequence[tuple[Task[Any, Any], Message]]) -> None: ...
+
+    def submit_chord(self, members: Sequence[tuple[Task[Any, Any], Message]],
+                     callback: tuple[Task[Any, Any], Message]) -> None: ...
+
+
 def submit_canvas(client: Client, obj: Chain | Group | Chord) -> ChainHandle | GroupHandle | ChordHandle:
-    _check_feature(client, _feature_of(obj))
+    feature = _feature_of(obj)
+    _check_feature(client, feature)
+    native = cast(NativeCanvas, client.adapter) if client.capabilities.get(feature).support is Support.NATIVE else None
     if isinstance(obj, Chain):
-        (t0, m0), *later = _prepare_all(client, obj.links)
-        ids = (m0.id, *(m.id for _, m in later))
-        names = tuple(s.name for s in obj.links)
+        prepared = _prepare_all(client, obj.links)
+        handle = ChainHandle(tuple(m.id for _, m in prepared), tuple(s.name for s in obj.links), client.backend, client)
+        if native is not None:
+            native.submit_chain(prepared)
+            return handle
+        (t0, m0), *later = prepared
         rest = [link_wire(m.id, s) for (_, m), s in zip(later, obj.links[1:])]
         client.adapter.submit(t0, _with_cont(m0, {"next": rest}) if rest else m0)
-        return ChainHandle(ids, names, client.backend, client)
+        return handle
     members = obj.members if isinstance(obj, Group) else obj.group.members
-    if isinstance(obj, Chord):
-        _prepare_all(client, (obj.callback,))  # checks only: the callback's message is made by the last member
+    cb = _prepare_all(client, (obj.callback,))[0] if isinstance(obj, Chord) else None
     prepared = _prepare_all(client, members)
     group = GroupHandle(tuple(m.id for _, m in prepared), tuple(s.name for s in members), client.backend, client)
-    if isinstance(obj, Group):
-        _enqueue_all(client, prepared)
+    if cb is None:
+        if native is not None:
+            native.submit_group(prepared)
+        else:
+            _enqueue_all(client, prepared)
         return group
-    callback = link_wire(uuid.uuid4().hex, obj.callback)
-    chord = {"id": uuid.uuid4().hex, "members": list(group.ids), "callback": callback}
-    _enqueue_all(client, [(t, _with_cont(m, {"chord": {**chord, "index": i}})) for i, (t, m) in enumerate(prepared)])
-    return ChordHandle(callback["id"], obj.callback.name, group, client.backend, client)
+    assert isinstance(obj, Chord)
+    if native is not None:
+        native.submit_chord(prepared, cb)
+    else:
+        chord = {"id": uuid.uuid4().hex, "members": list(group.ids), "callback": link_wire(cb[1].id, obj.callback)}
+        _enqueue_all(client, [(t, _with_cont(m, {"chord": {**chord, "index": i}})) for i, (t, m) in enumerate(prepared)])
+    return ChordHandle(cb[1].id, obj.callback.name, group, client.backend, client)
