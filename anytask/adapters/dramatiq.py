@@ -129,8 +129,8 @@ ENV_MODULES = "ANYTASK_DRAMATIQ_MODULES"
 ENV_TASKS = "ANYTASK_DRAMATIQ_TASKS"
 ENV_QUEUES = "ANYTASK_DRAMATIQ_QUEUES"
 ENV_CONFIG = "ANYTASK_DRAMATIQ_CONFIG"
-
 ENV_BEAT = "ANYTASK_DRAMATIQ_BEAT"  # --beat: modules declaring the schedules, re-imported by the worker process
+
 _CONFIGS = ("defaults", "tuned", "reliable")
 
 
@@ -775,6 +775,12 @@ class DramatiqAdapter(Adapter):
         self.redis.close()
 
     # -- worker side ---------------------------------------------------------------------------
+    def start_beat(self, schedules: Sequence[Schedule]) -> None:
+        """run_worker execs Dramatiq's CLI, which would end a thread started here: the beat starts in
+        the Dramatiq worker process instead (worker_broker, ENV_BEAT)."""
+        self._beat_modules = sorted({s.module for s in schedules if s.module})
+        return None
+
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Replace this process by Dramatiq's CLI (signals and exit code are Dramatiq's own).
 
@@ -799,14 +805,10 @@ class DramatiqAdapter(Adapter):
         env[ENV_TASKS] = ",".join(t.name for t in tasks)
         env[ENV_QUEUES] = ",".join(options.queues)
         env[ENV_CONFIG] = options.config
+        if options.beat:
+            env[ENV_BEAT] = ",".join(getattr(self, "_beat_modules", None) or sorted({t.func.__module__ for t in tasks}))
         if options.config == "tuned":
             env.setdefault("dramatiq_worker_timeout", "100")  # idle poll/wakeup: 1000 ms by default
-    def start_beat(self, schedules: Sequence[Schedule]) -> None:
-        """run_worker execs Dramatiq's CLI, which would end a thread started here: the beat starts in
-        the Dramatiq worker process instead (worker_broker, ENV_BEAT)."""
-        self._beat_modules = sorted({s.module for s in schedules if s.module})
-        return None
-
             env.setdefault("dramatiq_queue_prefetch", str(4 * options.concurrency))  # default 2 x threads
         elif options.config == "reliable":
             env.setdefault("dramatiq_queue_prefetch", "1")  # hold at most one unacked message
@@ -836,8 +838,6 @@ class _RefusingConsumer:
 
     def __init__(self, inner: Any, broker: Any) -> None:
         self._inner, self._broker = inner, broker
-        if options.beat:
-            env[ENV_BEAT] = ",".join(getattr(self, "_beat_modules", None) or sorted({t.func.__module__ for t in tasks}))
 
     def __iter__(self) -> _RefusingConsumer:
         return self
@@ -892,6 +892,17 @@ def worker_broker() -> None:
     for q in filter(None, os.environ.get(ENV_QUEUES, "default").split(",")):
         broker.declare_queue(adapter.native_queue(q))  # a queue without actors of its own is consumed too
     dramatiq.set_broker(broker)
+    if os.environ.get(ENV_BEAT):  # anytask worker --beat (see DramatiqAdapter.start_beat)
+        _start_beat(adapter, os.environ[ENV_BEAT])
+
+
+def _start_beat(adapter: DramatiqAdapter, modules: str) -> None:
+    for module in filter(None, modules.split(",")):
+        importlib.import_module(module)
+    from ..facade.beat import Beat
+    from ..facade.client import Client
+
+    Beat(Client(adapter.url), [s for _, s in sorted(registered_schedules().items())]).start()
 
 
 def declare_actor(broker: Any, adapter: DramatiqAdapter, task: Task[Any, Any], recorder: Recorder | None = None) -> Any:
@@ -915,14 +926,3 @@ class DramatiqAmqpAdapter(DramatiqAdapter):
     """``dramatiq+amqp``: RabbitMQ message priority (x-max-priority)."""
 
     capabilities = _capabilities(PRIORITY_AMQP)
-    if os.environ.get(ENV_BEAT):  # anytask worker --beat (see DramatiqAdapter.start_beat)
-        _start_beat(adapter, os.environ[ENV_BEAT])
-
-
-def _start_beat(adapter: DramatiqAdapter, modules: str) -> None:
-    for module in filter(None, modules.split(",")):
-        importlib.import_module(module)
-    from ..facade.beat import Beat
-    from ..facade.client import Client
-
-    Beat(Client(adapter.url), [s for _, s in sorted(registered_schedules().items())]).start()
