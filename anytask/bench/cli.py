@@ -119,13 +119,14 @@ def register(sub: Any) -> None:
                         description="Measure each backend through its own API (native) and through anytask "
                                     "(facade), in two configurations, and write run.json plus raw per-task stamps. "
                                     "See docs/methodology.md.")
-    r.add_argument("--profile", choices=["quick", "full"], default="quick")
+    r.add_argument("--profile", choices=["quick", "full", "soak"], default="quick",
+                   help="quick, full (includes reliability-*), soak (100,000 tasks per backend; long)")
     r.add_argument("--backends", help="comma-separated, e.g. celery+redis,rq+redis (default: every backend whose "
                                       "broker answers; memory and huey+sqlite when none does)")
     r.add_argument("--scenarios", help="comma-separated scenario names (files in scenarios/); default per profile")
     r.add_argument("--repeat", type=int, help="repeats (default: quick 1, full 3)")
     r.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
-    r.add_argument("--configs", help="defaults,tuned (default both)")
+    r.add_argument("--configs", help="defaults,tuned (default both; reliability-* use defaults,reliable)")
     r.add_argument("--modes", help="native,facade (default both)")
     r.add_argument("--slots", type=int, default=2, help="execution slots per backend (default 2)")
     r.add_argument("--n", type=int, help="override the task count of every scenario (smoke runs)")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from . import results, runner, stamps
 from .driver import Driver, FacadeDriver, Setup
 from .results import Record, Run
-from .scenarios import Scenario
+from .scenarios import OWN_SESSION_KINDS, Scenario
 from .stamps import StampReader
 from .targets import Isolation, Target
 
@@ -125,7 +125,9 @@ def run(opts: Options, display: Display | None = None) -> Run:
     from . import environment
 
     display = display or QuietDisplay()
-    st = RunState(opts, display)
+    # reliability/soak scenarios: after the sessions, each with workers of its own (bench/reliability.py)
+    own = tuple(s for s in opts.scenarios if s.kind in OWN_SESSION_KINDS)
+    st = RunState(replace(opts, scenarios=tuple(s for s in opts.scenarios if s not in own)), display)
     os.makedirs(st.work, exist_ok=True)
     uses_redis = any(t.uses_redis() for t in opts.targets)
     if uses_redis:
@@ -138,7 +140,8 @@ def run(opts: Options, display: Display | None = None) -> Run:
         from .work import cpu_rounds
 
         st.cpu_rounds = cpu_rounds(max(s.work_ms for s in opts.scenarios if s.task == "cpu"))
-    order = session_order(list(opts.targets), opts.configs, opts.modes, opts.repeats, opts.seed)
+    order = session_order(list(opts.targets), opts.configs, opts.modes, opts.repeats, opts.seed) \
+        if st.opts.scenarios else []
     st.run.meta = {"profile": opts.profile, "run_id": st.run_id, "seed": opts.seed, "slots": opts.slots,
                    "repeats": opts.repeats, "fallback": opts.fallback,
                    "scenarios": [s.name for s in opts.scenarios],
@@ -146,9 +149,9 @@ def run(opts: Options, display: Display | None = None) -> Run:
                    "instrumentation": {"stamp_pair_us": st.instrumentation_s * 1e6, "cpu_rounds": st.cpu_rounds},
                    "interrupted": False, "started": time.time()}
     st.save()
-    display.begin(len(order) * _count(opts.scenarios))
+    display.begin(len(order) * _count(st.opts.scenarios) + len(own) * len(opts.targets) * 2)
     try:
-        if opts.ceilings:
+        if opts.ceilings and st.opts.scenarios:
             from . import ceilings
 
             display.note("measuring raw broker ceilings")
@@ -166,6 +169,10 @@ def run(opts: Options, display: Display | None = None) -> Run:
             st.run.meta.setdefault("session_seconds", {})[f"r{rep} {target.id} {cfg} {mode}"] = \
                 round(time.monotonic() - t_session, 2)
             st.save()
+        if own:
+            from .reliability import run_own_sessions
+
+            run_own_sessions(st, own)
     except KeyboardInterrupt:
         st.run.meta["interrupted"] = True
         display.note("interrupted: workers stopped, keeping what was measured")

@@ -55,6 +55,9 @@ class Record:
     flags: tuple[str, ...] = ()
     error: str | None = None
     raw: str | None = None  # file with the per-task stamps, relative to run.json
+    # reliability-* and soak records (anytask/bench/reliability.py, soak.py; docs/run-json.md)
+    at_least_once_held: bool | None = None  # reliability: every task completed at least once by the deadline
+    details: dict[str, Any] | None = None  # reliability: fault, timings, redelivered; soak: RSS, Redis memory
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -130,7 +133,7 @@ def validate(doc: Mapping[str, Any]) -> list[str]:
                 problems.append(f"results[{i}] lacks {k!r}")
         if rec.get("mode") not in ("native", "facade"):
             problems.append(f"results[{i}].mode is {rec.get('mode')!r}")
-        if rec.get("config") not in ("defaults", "tuned"):
+        if rec.get("config") not in ("defaults", "tuned", "reliable"):
             problems.append(f"results[{i}].config is {rec.get('config')!r}")
         lat = rec.get("latency_ms")
         if lat is not None:

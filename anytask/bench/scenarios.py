@@ -13,8 +13,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = ("throughput", "latency-sporadic", "latency-steady", "scale")
+KINDS = ("throughput", "latency-sporadic", "latency-steady", "scale", "reliability", "soak")
 TASKS = ("noop", "io", "cpu", "payload")
+# Kinds run outside the per-session loop, each with its own workers (anytask/bench/reliability.py,
+# soak.py); their extra settings come from the file's [params] table and the profile table.
+OWN_SESSION_KINDS = ("reliability", "soak")
+_SIZED = ("n", "gap_ms", "workers", "max_drain_s")
 ENV_DIR = "ANYTASK_BENCH_SCENARIOS"
 
 
@@ -32,6 +36,10 @@ class Scenario:
     fallback_rate: float = 50.0  # latency-steady: tasks/s when no throughput-noop figure exists
     workers: tuple[int, ...] = ()  # scale: worker process counts
     max_drain_s: float = 0.0  # throughput: stop waiting after this long (0: no cap); flagged time-capped
+    params: tuple[tuple[str, object], ...] = ()  # reliability/soak: [params] + the profile table's other keys
+
+    def param(self, key: str, default: object = None) -> object:
+        return dict(self.params).get(key, default)
 
     @property
     def declared_work(self) -> bool:
@@ -50,7 +58,10 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", ("throughput-noop", "latency-sporadic"), repeats=1),
     "full": Profile("full", ("throughput-noop", "throughput-io", "throughput-cpu", "payload",
-                             "latency-sporadic", "latency-steady", "scale"), repeats=3),
+                             "latency-sporadic", "latency-steady", "scale",
+                             "reliability-kill", "reliability-restart"), repeats=3),
+    # long: 100,000 tasks per backend (docs/methodology.md, "Soak"); facade, defaults only
+    "soak": Profile("soak", ("soak",), repeats=1, configs=("defaults",), modes=("facade",)),
 }
 
 
@@ -81,13 +92,19 @@ def parse(data: dict, profile: str, source: str = "") -> list[Scenario]:
               "gap_ms": float(sized.get("gap_ms", data.get("gap_ms", 0))), "load": float(data.get("load", 0.5)),
               "fallback_rate": float(data.get("fallback_rate", 50)),
               "workers": tuple(int(w) for w in sized.get("workers", data.get("workers", ()))),
-              "max_drain_s": float(sized.get("max_drain_s", data.get("max_drain_s", 0)))}
+              "max_drain_s": float(sized.get("max_drain_s", data.get("max_drain_s", 0))),
+              "params": _params(data, sized)}
     sizes = data.get("sizes")
     if task == "payload":
         if not sizes:
             raise ValueError(f"{source}: payload needs sizes = [bytes, ...]")
         return [Scenario(**{**common, "name": f"{name}-{_size_label(int(b))}"}, payload_bytes=int(b)) for b in sizes]
     return [Scenario(**common)]  # type: ignore[arg-type]
+
+
+def _params(data: dict, sized: dict) -> tuple[tuple[str, object], ...]:
+    merged = {**data.get("params", {}), **{k: v for k, v in sized.items() if k not in _SIZED}}
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in merged.items()))
 
 
 def load(names: list[str] | tuple[str, ...], profile: str, directory: Path | None = None) -> list[Scenario]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import charts as CH
 from . import claims as C
+from . import faults
 from .data import RunData
 from .verdicts import Verdict, counts, rankings, surprises
 
@@ -234,6 +235,9 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
         ev_blocks.append(Bullets(items))
         b.append(Details(f"Evidence for the {len(vs)} {kind} claims (sources, numbers, configurations, links)",
                          ev_blocks))
+
+    # ------------------------------------------------------------------ reliability and soak (faults.py)
+    b.extend(faults.blocks(data, meth))
 
     # ------------------------------------------------------------------ records not measured
     if data.errors:
