@@ -18,8 +18,8 @@ from anytask.testing import tasks
 UTC = timezone.utc
 
 
-def t(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)  # type: ignore[arg-type]
+def t(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def fires(expr: str, start: datetime, n: int) -> list[datetime]:
