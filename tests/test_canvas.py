@@ -118,3 +118,15 @@ def test_single_signature_and_async_submit() -> None:
     import asyncio
 
     assert asyncio.run(main()) == (3, Status.SUCCEEDED)
+
+
+def test_a_later_link_keeps_its_delay_from_its_own_submit() -> None:
+    import time
+
+    client = anytask.connect("memory://")
+    t0 = time.time()
+    h = client.submit(tasks.add.s(1, 1) | tasks.add.s(1).using(delay=1.0))
+    time.sleep(0.3)
+    assert h.links()[1].status is Status.SCHEDULED  # submitted by link 0, waiting for its delay
+    assert h.result(timeout=10) == 3
+    assert client.get(h.id).started_at - t0 >= 0.95  # type: ignore[operator]
