@@ -455,8 +455,9 @@ def _capabilities(priority: FeatureSupport) -> Capabilities:
             Feature.PROGRESS: emulated("Dramatiq keeps no progress: anytask.progress() writes a 'progress' "
                                        "field into anytask's state record in Redis (one HSET per call)"),
             **emulated_canvas({
-                Feature.CHAIN: "dramatiq.pipeline is not used: it sends the next message from Dramatiq's "
-                               "Pipelines middleware, outside anytask's state records",
+                Feature.CHAIN: "dramatiq.pipeline is not used: it appends the previous result as the last "
+                               "argument (anytask passes it first, as Celery does) and its Pipelines middleware "
+                               "sends the next message outside anytask's state records",
                 Feature.GROUP: "dramatiq.group is a client-side gather too",
                 Feature.CHORD: "dramatiq.group(...).add_completion_callback needs the GroupCallbacks middleware "
                                "and a rate-limiter backend; not used, for the chain's reason"}),  # canvas (docs/canvas.md)

@@ -434,9 +434,10 @@ class HueyAdapter(Adapter):
             Feature.PROGRESS: emulated("Huey has no progress API: anytask.progress() writes the task's state "
                                        "record in Huey's storage (Recorder.progress), read by get()"),
             **emulated_canvas({
-                Feature.CHAIN: "Huey's task.then() pipelines are not used: a Huey pipeline is built from Huey "
-                               "task objects at submit time, outside anytask's state records; Huey is at-most-once, "
-                               "so a link message lost with a killed consumer also stops the chain",
+                Feature.CHAIN: "Huey's task.then() pipelines are not used: the consumer enqueues a later link "
+                               "into the same Huey instance (anytask runs one per queue) without anytask's submit "
+                               "record; Huey is at-most-once, so a link message lost with a killed consumer also "
+                               "stops the chain",
                 Feature.GROUP: "Huey's result_group is a client-side gather too",
                 Feature.CHORD: "Huey's chord is not used, for the chain's reason; a member lost with a killed "
                                "consumer (at-most-once) means no callback"}),  # canvas (docs/canvas.md)
