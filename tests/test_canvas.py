@@ -130,3 +130,24 @@ def test_a_later_link_keeps_its_delay_from_its_own_submit() -> None:
     assert h.links()[1].status is Status.SCHEDULED  # submitted by link 0, waiting for its delay
     assert h.result(timeout=10) == 3
     assert client.get(h.id).started_at - t0 >= 0.95  # type: ignore[operator]
+
+
+def test_handles_report_a_broken_chain_or_chord_without_waiting() -> None:
+    """A link that succeeded is stored after its successor was submitted, so "succeeded, successor
+    unknown" means the worker stopped in between: the handles say so at once instead of waiting."""
+    from anytask.facade.canvas_handles import ChainHandle, ChordHandle, GroupHandle
+
+    client = anytask.connect("memory://")
+    done = client.submit(tasks.add, 1, 1)
+    assert done.result(timeout=10) == 2
+    never = "0" * 32
+    chain = ChainHandle((done.id, never), ("add", "add"), client.backend, client)
+    with pytest.raises(TaskFailed) as ei:
+        chain.result(timeout=10)
+    assert ei.value.exc_type == "anytask.ChainBroken" and ei.value.task_id == never
+    assert [r.status for r in chain.links()] == [Status.SUCCEEDED, Status.FAILED]
+    chord = ChordHandle(never, "gather", GroupHandle((done.id,), ("add",), client.backend, client),
+                        client.backend, client)
+    with pytest.raises(TaskFailed) as ei:
+        chord.result(timeout=10)
+    assert ei.value.exc_type == "anytask.ChordBroken"
