@@ -42,7 +42,9 @@ def render() -> str:
             continue
         done.add(id(caps))
         same = [s for s in schemes if decls[s] is caps]
-        lines += ["", f"### {', '.join(same)}", "", f"Delivery (default configuration): {caps.delivery}.", "",
+        lines += ["", f"### {', '.join(same)}", "", f"Delivery (default configuration): {caps.delivery}.",
+                  *([f"Delivery (worker config `reliable`): {caps.delivery_reliable}."] if caps.delivery_reliable else []),
+                  "",
                   "| feature | support | how / why |", "|---|---|---|"]
         for feature in Feature:
             fs = caps.get(feature)

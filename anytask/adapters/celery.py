@@ -52,6 +52,7 @@ from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task, parse_rate
 from ..facade.url import BackendURL, mask
+from ._delivery import install_redis_guard, seconds_param
 from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
@@ -253,7 +254,10 @@ class CeleryAdapter(Adapter):
                 "sends with its own ids outside anytask's submit (no submit record, unique key or JSON check)")),
         },
         needs_worker=True,
-        delivery="at-least-once with acks_late (config 'reliable'); default acks early = at-most-once",
+        delivery="at-most-once (Celery acks a message when a worker takes it: a task whose worker is killed is lost)",
+        delivery_reliable="at-least-once (task_acks_late + task_reject_on_worker_lost, prefetch 1; on Redis an "
+                          "unacked message is restored after visibility_timeout; the delivery guard fails a task "
+                          "whose worker died max_deliveries times)",
         brokers=("redis", "amqp"),
     )
 
@@ -319,8 +323,15 @@ class CeleryAdapter(Adapter):
             return {}
         # Trap: kombu's Redis transport has no socket_timeout by default (see _make_app). PRIORITY: one list
         # per priority step; the default steps (0, 3, 6, 9) would merge the facade's ten levels into four.
-        return {"socket_connect_timeout": self.connect_timeout, "socket_timeout": read_timeout,
-                "priority_steps": list(range(MAX_PRIORITY + 1))}
+        opts: dict[str, Any] = {"socket_connect_timeout": self.connect_timeout, "socket_timeout": read_timeout,
+                                "priority_steps": list(range(MAX_PRIORITY + 1))}
+        # Delivery and faults (issue 7): an unacked message (acks_late: one that was running) of a dead worker
+        # is restored after visibility_timeout (kombu: 1 h), found by sweeps every interval x throttle s.
+        vt = seconds_param(self.url, "visibility_timeout")
+        if vt is not None:
+            opts.update(visibility_timeout=vt, unacked_restore_interval=max(1.0, min(10.0, vt / 2)),
+                        unacked_restore_throttle=1)
+        return opts
 
     def native_priority(self, priority: int | None) -> int:
         """Facade priority (0..9, higher first; None = 0) -> the number kombu sends for this transport."""
@@ -794,6 +805,8 @@ class CeleryAdapter(Adapter):
         self.app.conf.broker_transport_options = self._transport_options(max(self.connect_timeout, 10.0))
         if options.config == "reliable":
             self.app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
+            # delivery guard (issue 7): a message of a lost worker comes back; a poison one not for ever
+            install_redis_guard(self.url, self.result_url, f"celery:{self.prefix}", self.connect_timeout)
         for t in tasks:
             self.register(t)
         if self.url.transport == "amqp":  # a queue declared without x-max-priority: say so before Celery crashes

@@ -73,6 +73,7 @@ from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate, registered_tasks
 from ..facade.url import BackendURL, mask, parse_url
+from ._delivery import install_redis_guard, seconds_param
 from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 from ._redis_state import connect as redis_connect
 
@@ -480,7 +481,13 @@ def _capabilities(priority: FeatureSupport) -> Capabilities:
                 "Dramatiq's CLI, so --beat runs the beat in the Dramatiq worker process")),
         },
         needs_worker=True,
-        delivery="at-least-once (Dramatiq acks after the actor returns)",
+        delivery="at-least-once (Dramatiq acks after the actor returns; RabbitMQ redelivers a dead worker's "
+                 "messages at once; on Redis they come back when maintenance, run on 0.1 % of broker commands, "
+                 "finds the worker's heartbeat older than heartbeat_timeout (60 s): often many minutes later; "
+                 "the Dramatiq main process exits when one of its worker processes dies)",
+        delivery_reliable="at-least-once (prefetch 1; on Redis maintenance on 25 % of broker commands; anytask "
+                          "worker restarts Dramatiq when it exits; the delivery guard fails a task whose worker "
+                          "died max_deliveries times)",
         brokers=("redis", "rabbitmq"),
     )
 
@@ -558,7 +565,8 @@ class DramatiqAdapter(Adapter):
         if self.url.transport == "redis":
             from dramatiq.brokers.redis import RedisBroker
 
-            broker = RedisBroker(url=self.url.broker_url, middleware=middleware)  # type: ignore[no-untyped-call]
+            broker = RedisBroker(url=self.url.broker_url, middleware=middleware,  # type: ignore[no-untyped-call]
+                                 **self._redelivery_options(config))
             broker.consume = _refusing_undecodable(broker)  # security: see _refusing_undecodable
         else:
             from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -568,6 +576,17 @@ class DramatiqAdapter(Adapter):
             broker.parameters = _pika_parameters(self.url.broker_url, max(self.connect_timeout, 10.0))
         broker.anytask_recorder = recorder
         return broker
+
+    def _redelivery_options(self, config: str) -> dict[str, Any]:
+        """Delivery and faults (issue 7): the unacked messages of a dead worker go back to their queue when
+        maintenance (a random ``maintenance_chance`` per million broker commands, Dramatiq: 1000) finds its
+        heartbeat older than ``heartbeat_timeout`` (URL param, seconds; Dramatiq: 60). ``reliable`` runs
+        maintenance on a quarter of the commands so that this happens within seconds, not tens of minutes."""
+        opts: dict[str, Any] = {"maintenance_chance": 250_000} if config == "reliable" else {}
+        seconds = seconds_param(self.url, "heartbeat_timeout")
+        if seconds is not None:
+            opts["heartbeat_timeout"] = int(seconds * 1000)
+        return opts
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -783,7 +802,8 @@ class DramatiqAdapter(Adapter):
         return None
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
-        """Replace this process by Dramatiq's CLI (signals and exit code are Dramatiq's own).
+        """Replace this process by Dramatiq's CLI (signals and exit code are Dramatiq's own); with config
+        ``reliable``, supervise it instead (restart it when it exits without being asked to).
 
         ``python -m dramatiq anytask.adapters.dramatiq:worker_broker --processes 1 --threads N --queues Q..``
         """
@@ -795,6 +815,10 @@ class DramatiqAdapter(Adapter):
         argv, env = self.worker_command(tasks, options)
         sys.stdout.flush()
         sys.stderr.flush()
+        if options.config == "reliable":  # Delivery and faults (issue 7): Dramatiq's main process exits for
+            from ._supervise import supervise  # good when one worker process dies; start it again
+
+            return supervise(argv, env, name="dramatiq")
         os.execve(sys.executable, argv, env)
         return 1  # pragma: no cover - execve does not return
 
@@ -892,6 +916,8 @@ def worker_broker() -> None:
         declare_actor(broker, adapter, task, broker.anytask_recorder)
     for q in filter(None, os.environ.get(ENV_QUEUES, "default").split(",")):
         broker.declare_queue(adapter.native_queue(q))  # a queue without actors of its own is consumed too
+    # delivery guard (issue 7): an unacked message of a dead worker comes back; a poison one not for ever
+    install_redis_guard(adapter.url, adapter.result_url, f"dramatiq:{adapter.prefix}", adapter.connect_timeout)
     dramatiq.set_broker(broker)
     if os.environ.get(ENV_BEAT):  # anytask worker --beat (see DramatiqAdapter.start_beat)
         _start_beat(adapter, os.environ[ENV_BEAT])

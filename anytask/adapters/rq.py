@@ -51,6 +51,7 @@ from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate
 from ..facade.url import BackendURL
+from ._delivery import install_redis_guard, seconds_param
 from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors, connect
 
 SERIALIZER = "rq.serializers.JSONSerializer"
@@ -295,12 +296,37 @@ class AnytaskSimpleWorker(_AnytaskWorkerMixin, SimpleWorker):
 
 
 class ReliableWorker(AnytaskWorker):
-    """``AnytaskWorker`` that runs RQ's maintenance every 60 s instead of every 10 min, so a job
-    abandoned by a dead worker is retried (retries_left) or failed sooner."""
+    """``AnytaskWorker`` for at-least-once delivery (Delivery and faults, issue 7; docs/adapters/rq.md).
+
+    RQ keeps a running job in the StartedJobRegistry with a score its worker refreshes every
+    ``job_monitoring_interval`` (the heartbeat); once the score is past, RQ's maintenance treats the job
+    as abandoned and *fails* it (AbandonedJobError) unless it has retries left. This worker requeues an
+    abandoned job instead (one extra retry granted just before RQ's own cleanup, which then re-enqueues
+    it), and shortens the clock: the heartbeat lapses ``heartbeat_timeout`` s (URL param, RQ's default
+    90) after a dead worker's last beat, maintenance runs every ``heartbeat_timeout / 2`` s (at most 60).
+    A live worker keeps beating while its job runs, so a long job is not requeued under it. The delivery
+    guard bounds the requeues of a job that kills its worker every time."""
+
+    heartbeat_timeout = 90.0  # set by RQAdapter.run_worker from the URL
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.maintenance_interval = min(self.maintenance_interval, 60)
+        ht = self.heartbeat_timeout
+        self.maintenance_interval = int(max(1, min(self.maintenance_interval, 60, ht / 2)))
+        self.job_monitoring_interval = int(max(1, min(self.job_monitoring_interval, ht / 3)))
+
+    def get_heartbeat_ttl(self, job: Job, elapsed_execution_time: float = 0.0) -> int:
+        return int(max(self.job_monitoring_interval + 1, self.heartbeat_timeout))
+
+    def clean_registries(self) -> None:
+        for queue in self.queues:  # before RQ's cleanup, which runs right after (under its lock)
+            registry = queue.started_job_registry
+            for job_id in registry.get_expired_job_ids():
+                job = queue.fetch_job(job_id)
+                if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
+                    self.connection.hincrby(job.key, "retries_left", 1)  # RQ's cleanup retries it
+                    self.log.warning("job %s abandoned by a dead worker: requeued (at-least-once)", job_id)
+        super().clean_registries()  # type: ignore[no-untyped-call]
 
 
 WORKER_CLASSES = {
@@ -393,8 +419,11 @@ class RQAdapter(Adapter):
                 "job ids, outside anytask's JSON submit")),
         },
         needs_worker=True,
-        delivery="at-most-once (a job whose worker dies mid-run is failed as abandoned, or retried "
-                 "if it has retries left)",
+        delivery="at-most-once (a job whose worker dies mid-run is failed as abandoned about 90 s to 10 min "
+                 "later, or retried if it has retries left; a job that kills its work horse is failed at once)",
+        delivery_reliable="at-least-once for a dead worker (its abandoned jobs are requeued once their heartbeat "
+                          "lapses, heartbeat_timeout default 90 s, bounded by the delivery guard); a job that "
+                          "kills its work horse is still failed at once by RQ (at most once)",
         brokers=("redis",),
     )
 
@@ -659,6 +688,9 @@ class RQAdapter(Adapter):
         from rq.cli.cli import main as rq_main  # importing rq.cli registers `worker` and `worker-pool`
 
         argv = self.worker_argv(options)
+        if options.config == "reliable":  # Delivery and faults (issue 7), see ReliableWorker
+            ReliableWorker.heartbeat_timeout = seconds_param(self.url, "heartbeat_timeout") or 90.0
+            install_redis_guard(self.url, self.url.broker_url, f"rq:{self.prefix}", self.connect_timeout)
         try:
             rv = rq_main.main(args=argv, prog_name="rq", standalone_mode=False)
         except click.ClickException as exc:

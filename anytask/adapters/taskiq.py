@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import importlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -55,15 +57,16 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
+from ..facade.beat import emulated_how
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
-from ..facade.beat import emulated_how
 from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate
 from ..facade.url import BackendURL, mask, parse_url
+from ._delivery import install_redis_guard
 from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
 from ._redis_state import connect as redis_connect
 
@@ -503,7 +506,51 @@ def worker_broker() -> AsyncBroker:
         broker.register_task(_native_function(task), task_name=task.name, **_labels(conf, task))
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, _start_ticker)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, _stop_ticker)
+    # delivery guard (issue 7): an unacked message of a dead worker comes back; a poison one not for ever
+    install_redis_guard(conf.url, conf.result_url, f"taskiq:{conf.prefix}", conf.timeout)
+    if conf.transport == "redis" and os.environ.get(ENV_CONFIG) == "reliable":
+        broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, functools.partial(_start_reclaimer, broker))
+        broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, _stop_reclaimer)
     return broker
+
+
+# -- Delivery and faults (issue 7): re-queue what dead workers held (taskiq+redis, config reliable) ---------
+async def _reclaim(broker: Any, period: float) -> None:
+    """Trap: taskiq-redis runs XAUTOCLAIM only after an XREADGROUP that returned messages, so the pending
+    entries of a killed worker stay un-run on an idle queue until new traffic comes after idle_timeout.
+    Every ``period`` s this claims entries idle for ``idle_timeout`` and puts each back as a new stream
+    entry (XADD + XACK + XDEL in one MULTI), which any consumer then reads; a crash between the claim and
+    the MULTI leaves the entry pending, claimed again later. The task id travels in the data."""
+    from redis.asyncio import Redis
+
+    async with Redis(connection_pool=broker.connection_pool) as conn:
+        while True:
+            await asyncio.sleep(period)
+            for stream in [broker.queue_name, *broker.additional_streams]:
+                try:
+                    _, claimed, *_ = await conn.xautoclaim(stream, broker.consumer_group_name, "anytask-reclaimer",
+                                                           min_idle_time=broker.idle_timeout, count=100)
+                    for msg_id, fields in claimed:
+                        async with conn.pipeline(transaction=True) as pipe:
+                            pipe.xadd(stream, fields)
+                            pipe.xack(stream, broker.consumer_group_name, msg_id)
+                            pipe.xdel(stream, msg_id)
+                            await pipe.execute()
+                        logging.getLogger("anytask.taskiq").warning("re-queued stream entry %s of %s, idle for %.0f s (a dead worker's)",
+                                       msg_id, stream, broker.idle_timeout / 1000)
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    logging.getLogger("anytask.taskiq").warning("reclaiming %s: %s (next try in %.0f s)", stream, exc, period)
+
+
+def _start_reclaimer(broker: Any, state: TaskiqState) -> None:
+    period = max(0.5, min(30.0, broker.idle_timeout / 2000))
+    state.anytask_reclaimer = asyncio.get_running_loop().create_task(_reclaim(broker, period))
+
+
+def _stop_reclaimer(state: TaskiqState) -> None:
+    task = getattr(state, "anytask_reclaimer", None)
+    if task is not None:
+        task.cancel()
 
 
 async def _tick() -> None:
@@ -649,7 +696,12 @@ class TaskiqAdapter(Adapter):
                 "submit")),
         },
         needs_worker=True,
-        delivery="at-least-once (ack after the result is saved: taskiq's default ack_type when_saved)",
+        delivery="at-least-once (ack after the result is saved: taskiq's default ack_type when_saved; a dead "
+                 "worker's messages come back at once on RabbitMQ, on Redis only when a consumer reads new "
+                 "messages after they were idle for idle_timeout, default 600 s)",
+        delivery_reliable="at-least-once (ack when_saved, no prefetch; on Redis anytask's reclaimer re-queues "
+                          "stream entries idle for idle_timeout every idle_timeout/2 s, also on an idle queue; "
+                          "the delivery guard fails a task whose worker died max_deliveries times)",
         brokers=("redis", "amqp"),
     )
 
@@ -735,7 +787,8 @@ class TaskiqAdapter(Adapter):
             await asyncio.wait_for(kicker.with_task_id(message.id).kiq(*message.args, **message.kwargs),
                                    self._op_timeout)
         except BaseException as exc:
-            if self.conf.transport == "amqp" and (isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc)):
+            # a lost connection (also Redis: its pool would hand out a dead connection after a broker restart)
+            if isinstance(exc, asyncio.TimeoutError) or _is_connection_error(exc):
                 await self._reset(broker)
             raise
 
@@ -779,7 +832,17 @@ class TaskiqAdapter(Adapter):
 
     def submit(self, task: Task[Any, Any], message: Message) -> None:
         extra = self._check(task)
-        self.recorder.submitted(message.id, task.name, enqueued_at=message.enqueued_at, extra=extra)
+        try:
+            self.recorder.submitted(message.id, task.name, enqueued_at=message.enqueued_at, extra=extra)
+        except BrokerUnavailable:
+            # taskiq+redis: the broker's pooled connections died too; without a reset the first send after the
+            # broker's restart would read "Connection closed by server" on one of them (issue 7)
+            if self._broker is not None and self.conf.transport == "redis":
+                try:
+                    self._io.run(self._reset(self._broker), 3.0)
+                except BaseException:  # noqa: BLE001, S110 - the reset is best effort; the error below is the news
+                    pass
+            raise
         try:
             self._io.run(self._kick(task, message), self.connect_timeout + 2 * self._op_timeout)
         except BaseException as exc:

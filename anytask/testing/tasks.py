@@ -128,6 +128,27 @@ def fail_unimportable(code: int, detail: str) -> None:
     raise _WorkerOnlyError(code, detail)
 
 
+# -- fault tests (tests/test_faults.py, issue 7) -------------------------------------------------------------
+
+
+@task
+def fault_work(path: str, token: str, seconds: float) -> str:
+    """Append 'start TOKEN', sleep, append 'end TOKEN': the fault tests count completions per token."""
+    _append(path, f"start {token}")
+    time.sleep(seconds)
+    _append(path, f"end {token}")
+    return token
+
+
+@task
+def kill_own_worker(path: str, token: str) -> None:
+    """A poison message: append TOKEN, then SIGKILL the process running it, every time."""
+    import signal
+
+    _append(path, token)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 # -- canvas (chain / group / chord) test tasks (docs/canvas.md) ------------------------------------------------
 
 
