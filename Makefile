@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= bench-out/quick
 
-.PHONY: venv bench test test-slow demo bench-full lint typecheck clean brokers-up brokers-down brokers-status probe report
+.PHONY: venv bench test test-slow demo bench-full bench-plan bench-micro lint typecheck clean brokers-up brokers-down brokers-status probe report
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,15 @@ bench: venv
 
 bench-full: venv
 	$(BIN)/anytask bench run --profile full --out results/reference
+
+## what bench-full would run and its estimated time (runs nothing)
+bench-plan: venv
+	$(BIN)/anytask bench run --profile full --dry-run
+
+## micro-benchmarks (pytest-benchmark, not part of make test): facade submit vs native submit per
+## backend whose broker answers
+bench-micro: venv
+	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=results/reference/micro.json
 
 ## the test suite (conformance suite over all ten backends + unit tests); tests marked slow are left
 ## to test-slow (e.g. the kill -9 runs in the libraries' default worker configs)

@@ -63,6 +63,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         configs=tuple(_csv(args.configs) or profile.configs), modes=tuple(_csv(args.modes) or profile.modes),
         slots=args.slots, ceilings=not args.no_ceilings, resources=not args.no_resources, fallback=fallback,
         **({"seed": args.seed} if args.seed is not None else {}))
+    if args.dry_run:
+        return _dry_run(opts, args.calibration)
     display: Any
     try:
         from .display import RichDisplay
@@ -105,6 +107,22 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     return 130 if doc.get("interrupted") else 0
 
 
+def _dry_run(opts: Any, calibration: list[str] | None) -> int:
+    """Print the sessions and measurements the run would take and its estimated time; run nothing."""
+    from . import orchestrate, plan
+
+    paths = calibration if calibration is not None else plan.default_calibration()
+    try:
+        cal = plan.load_calibration(paths)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"anytask bench: cannot read calibration {paths}: {exc}", file=sys.stderr)
+        return 2
+    order = orchestrate.session_order(list(opts.targets), opts.configs, opts.modes, opts.repeats, opts.seed)
+    p = plan.plan(order, opts.scenarios, cal, opts.profile)
+    print(plan.render(p, orchestrate.not_run(opts.scenarios, opts)))
+    return 0
+
+
 def cmd_brokers(args: argparse.Namespace) -> int:
     from . import brokers
 
@@ -135,6 +153,10 @@ def register(sub: Any) -> None:
     r.add_argument("--no-resources", action="store_true", help="skip psutil sampling")
     r.add_argument("--features", metavar="FILE", help="features.json of 'anytask probe' for the report's feature "
                    "claims (default: DIR/features.json, else results/reference/features.json)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the planned sessions and measurements and an estimated time; run nothing")
+    r.add_argument("--calibration", action="append", metavar="RUN_JSON",
+                   help="with --dry-run: rates from this run.json (repeatable; default results/reference/run.json)")
     r.add_argument("--no-report", action="store_true",
                    help="do not write DIR/report.md, report.html and charts/ at the end (see 'anytask report')")
     r.set_defaults(func=cmd_bench_run)

@@ -119,7 +119,12 @@ def print_summary(run_doc: dict[str, Any], errors: list[Record]) -> None:
                                                 for k, v in ceil.items()))
     instr = run_doc.get("instrumentation") or {}
     if instr:
-        c.print(f"instrumentation: {instr.get('stamp_pair_us', 0):.2f} µs per task (start+end stamp)")
+        ab = instr.get("ab") or {}
+        line = f"instrumentation: {instr.get('stamp_pair_us', 0):.2f} µs per start+end stamp pair (loop)"
+        if ab:
+            line += (f"; A/B on {ab.get('backend')}: stamps add {ab.get('overhead', 0):.1%} to its noop drain "
+                     f"({ab.get('per_task_us', 0):.1f} µs per task), limit {ab.get('limit', 0):.0%}")
+        c.print(line)
     for e in errors:
         if "not-applicable" in e.flags:
             continue

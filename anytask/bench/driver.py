@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,10 @@ from .procs import Proc
 from .targets import Isolation, Target
 
 READY_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_READY_TIMEOUT", "30"))
+# Seconds a worker gets to exit on SIGTERM before its process group is SIGKILLed. Stopping happens
+# after the measurements (nothing measured depends on a clean exit; queues and the bench database
+# are purged afterwards), so the harness does not wait for each library's graceful shutdown.
+STOP_GRACE = float(os.environ.get("ANYTASK_BENCH_STOP_GRACE", "0.2"))
 
 
 class NotReady(RuntimeError):
@@ -89,9 +94,15 @@ class Driver(abc.ABC):
         raise NotReady(f"{self.setup.target.id} {self.mode} worker not ready after {READY_TIMEOUT}s ({last!r})\n{out}")
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.stop()
-        self.procs = []
+        """Stop every worker process group at once (SIGTERM, STOP_GRACE s, then SIGKILL)."""
+        procs, self.procs = self.procs, []
+        threads = [threading.Thread(target=p.stop, args=(STOP_GRACE,), daemon=True) for p in procs[1:]]
+        for t in threads:
+            t.start()
+        if procs:
+            procs[0].stop(STOP_GRACE)
+        for t in threads:
+            t.join()
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.pid]
@@ -120,18 +131,6 @@ def python() -> str:
     return sys.executable
 
 
-# What each adapter builds for ``--concurrency n`` (read from anytask/adapters/*.py; the adapter's own
-# command line for the configuration is recorded beside it in run.json).
-FACADE_POOLS = {
-    "memory": "threads x{n} in the producer process",
-    "huey": "huey consumer, process workers x{n}",
-    "rq": "rq worker-pool x{n} (Worker: fork per job / tuned SimpleWorker)",
-    "celery": "prefork x{n}",
-    "dramatiq": "1 process x {n} threads",
-    "taskiq": "1 process, {n} async slots + {n} sync threads",
-}
-
-
 class FacadeDriver(Driver):
     """anytask's own API: ``Client.submit`` / ``Client.result`` and ``anytask worker``."""
 
@@ -153,33 +152,14 @@ class FacadeDriver(Driver):
             stamps.configure(setup.stamps_dir)
 
     def describe(self) -> dict[str, Any]:
-        """The declared setup: the pool the adapter builds for --concurrency, and the adapter's own
-        worker command/settings for this configuration, read from the adapter itself."""
+        """The declared setup, from the adapter itself (``Adapter.describe_worker``) and the command."""
         from anytask import WorkerOptions
 
-        adapter = self.client.adapter
-        slots = self.setup.slots
-        lib = self.setup.target.library
-        info: dict[str, Any] = {"mode": "facade", "url": self.client.url.masked, "slots": slots,
-                                "pool": FACADE_POOLS.get(lib, "as the adapter maps --concurrency").format(n=slots)}
-        opts = WorkerOptions(concurrency=slots, queues=(self.setup.iso.queue,), config=self.setup.config)
-        for method in ("describe_worker", "worker_argv", "worker_command", "consumer_config"):
-            fn = getattr(adapter, method, None)
-            if not callable(fn):
-                continue
-            try:
-                value = fn([], opts) if method == "worker_command" and lib == "dramatiq" else fn(opts)
-            except Exception as exc:  # noqa: BLE001 - description only
-                info[f"{method}_error"] = repr(exc)
-                continue
-            if hasattr(value, "_asdict"):  # huey's ConsumerConfig (a namedtuple)
-                value = {k: v for k, v in value._asdict().items() if v is not None}
-            elif isinstance(value, tuple):  # dramatiq: (argv, env)
-                argv, env = value
-                value = {"argv": argv, "env": {k: v for k, v in env.items() if k.startswith("dramatiq_")}}
-            info["knobs" if method != "describe_worker" else "adapter"] = value
+        opts = WorkerOptions(concurrency=self.setup.slots, queues=(self.setup.iso.queue,), config=self.setup.config)
+        info: dict[str, Any] = {"mode": "facade", "url": self.client.url.masked,
+                                **self.client.adapter.describe_worker(opts)}
         if not self.in_process:
-            info["command"] = " ".join(self.worker_command(slots) or [])
+            info["command"] = " ".join(self.worker_command(self.setup.slots) or [])
         return info
 
     def producer_twin(self) -> Driver:

@@ -7,15 +7,17 @@ was measured.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import results, runner, stamps
-from .driver import Driver, FacadeDriver, Setup
+from .driver import READY_TIMEOUT, Driver, FacadeDriver, Setup
 from .results import Record, Run
 from .scenarios import OWN_SESSION_KINDS, Scenario
 from .stamps import StampReader
@@ -135,21 +137,30 @@ def run(opts: Options, display: Display | None = None) -> Run:
 
         st.iso = replace(st.iso, redis_db=claim_redis_db(st.iso))
     st.run.environment = environment.capture([t.id for t in opts.targets], st.iso)
-    st.instrumentation_s = stamps.instrumentation_cost(os.path.join(st.work, "cost"))
+    # The stamps' cost: an A/B drain (stamps on/off) in this run; its per-task cost flags noop records.
+    from . import instrumentation
+
+    ab = instrumentation.measure(os.path.join(st.work, "cost-ab"))
+    st.instrumentation_s = ab["per_task_us"] / 1e6
+    pair_s = stamps.instrumentation_cost(os.path.join(st.work, "cost"))
     if any(s.task == "cpu" for s in opts.scenarios):
         from .work import cpu_rounds
 
         st.cpu_rounds = cpu_rounds(max(s.work_ms for s in opts.scenarios if s.task == "cpu"))
     order = session_order(list(opts.targets), opts.configs, opts.modes, opts.repeats, opts.seed) \
         if st.opts.scenarios else []
+    # a session none of whose scenarios runs in its cell (TOML configs/modes/repeats) is not started
+    order = [o for o in order if any(s.runs_in(o[2], o[3], o[0]) for s in st.opts.scenarios)]
     st.run.meta = {"profile": opts.profile, "run_id": st.run_id, "seed": opts.seed, "slots": opts.slots,
                    "repeats": opts.repeats, "fallback": opts.fallback,
                    "scenarios": [s.name for s in opts.scenarios],
                    "order": [f"r{r} {t.id} {c} {m}" for r, t, c, m in order],
-                   "instrumentation": {"stamp_pair_us": st.instrumentation_s * 1e6, "cpu_rounds": st.cpu_rounds},
+                   "instrumentation": {"stamp_pair_us": pair_s * 1e6, "ab": ab, "cpu_rounds": st.cpu_rounds},
+                   "not_run": not_run(st.opts.scenarios, opts),
                    "interrupted": False, "started": time.time()}
     st.save()
-    display.begin(len(order) * _count(st.opts.scenarios) + len(own) * len(opts.targets) * 2)
+    display.begin(sum(_count(tuple(s for s in st.opts.scenarios if s.runs_in(c, m, r))) for r, _, c, m in order)
+                  + len(own) * len(opts.targets) * 2)
     try:
         if opts.ceilings and st.opts.scenarios:
             from . import ceilings
@@ -220,6 +231,7 @@ def _error_records(st: RunState, rep: int, target: Target, cfg: str, mode: str, 
 def session(st: RunState, rep: int, target: Target, cfg: str, mode: str) -> None:
     opts = st.opts
     key = f"{target.id}/{cfg}/{mode}"
+    here = tuple(s for s in opts.scenarios if s.runs_in(cfg, mode, rep))  # scenario TOMLs may restrict cells
     sdir = os.path.join(st.work, "stamps", f"{target.id.replace('+', '-')}-{cfg}-{mode}-r{rep}")
     logs = os.path.join(st.work, "logs")
     os.makedirs(logs, exist_ok=True)
@@ -231,50 +243,83 @@ def session(st: RunState, rep: int, target: Target, cfg: str, mode: str) -> None
     try:
         driver = make_driver(mode, setup)
     except Unsupported as exc:
-        _error_records(st, rep, target, cfg, mode, str(exc), opts.scenarios, "not-applicable")
+        _error_records(st, rep, target, cfg, mode, str(exc), here, "not-applicable")
         return
     except Exception as exc:  # noqa: BLE001 - missing adapter or library: record it, go on
-        _error_records(st, rep, target, cfg, mode, f"{type(exc).__name__}: {exc}", opts.scenarios, "error")
+        _error_records(st, rep, target, cfg, mode, f"{type(exc).__name__}: {exc}", here, "error")
         return
     st.run.configs[key] = driver.describe()
-    regular = tuple(s for s in opts.scenarios if s.kind != "scale")
-    scale = tuple(s for s in opts.scenarios if s.kind == "scale")
+    regular = tuple(s for s in here if s.kind != "scale")
+    scale = tuple(s for s in here if s.kind == "scale")
     if scale and not driver.worker_command(1):  # in-process backend: no worker processes to scale
         _error_records(st, rep, target, cfg, mode, "runs in the producer process: there are no worker processes "
                        "to scale", scale, "not-applicable")
         scale = ()
     done: set[str] = set()
+    # Harness seconds per phase of this session (where the run's time goes; never a measurement).
+    phases: dict[str, Any] = {}
+    timer = _PhaseTimer(phases)
     try:
-        _isolate(st, target, driver)
+        with timer("isolate"):
+            _isolate(st, target, driver)
         if regular:
-            driver.start()
+            with timer("boot"):
+                driver.start()
             reader = StampReader(sdir)
             for sc in regular:
-                rec = measure(st, driver, reader, sc, rep, target, cfg, mode, opts.slots, 1)
+                with timer(sc.name):
+                    rec = measure(st, driver, reader, sc, rep, target, cfg, mode, opts.slots, 1)
                 done.add(sc.name)
                 st.run.results.append(rec)
                 st.display.done(rec)
-            driver.stop()
+            with timer("stop"):
+                driver.stop()
         for sc in scale:
+            # One boot for the whole series: 1 process, then more are added (1 -> 2 -> 4); each step's
+            # gates prove every process consumes before its clock starts (gate-partial otherwise).
             for procs in sc.workers:
-                driver.start(processes=procs, concurrency=1)
+                with timer("boot"):
+                    if len(driver.procs) > procs:
+                        driver.stop()
+                    driver.start(processes=procs - len(driver.procs), concurrency=1)
                 reader = StampReader(sdir)
-                rec = measure(st, driver, reader, sc, rep, target, cfg, mode, procs, procs)
+                with timer(f"{sc.name}-x{procs}"):
+                    rec = measure(st, driver, reader, sc, rep, target, cfg, mode, procs, procs)
                 st.run.results.append(rec)
                 st.display.done(rec)
+            with timer("stop"):
                 driver.stop()
             done.add(sc.name)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing backend must not stop the run
-        left = tuple(s for s in opts.scenarios if s.name not in done)
+        left = tuple(s for s in here if s.name not in done)
         _error_records(st, rep, target, cfg, mode, f"{type(exc).__name__}: {exc}"[:2000], left, "error")
     finally:
-        driver.stop()
+        with timer("stop"):
+            driver.stop()
+        with timer("cleanup"):
+            try:
+                _isolate(st, target, driver)
+            finally:
+                driver.close()
+        st.run.meta.setdefault("session_phases", {})[f"r{rep} {target.id} {cfg} {mode}"] = \
+            {k: round(v, 2) for k, v in phases.items()}
+
+
+class _PhaseTimer:
+    """``with timer("boot"): ...`` adds the block's seconds to ``phases["boot"]``."""
+
+    def __init__(self, phases: dict[str, Any]) -> None:
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
         try:
-            _isolate(st, target, driver)
+            yield
         finally:
-            driver.close()
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t0
 
 
 def _isolate(st: RunState, target: Target, driver: Driver) -> None:
@@ -283,12 +328,51 @@ def _isolate(st: RunState, target: Target, driver: Driver) -> None:
         flush_redis(st.iso)
 
 
+def _measure_throughput(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, key: tuple[str, str, str, int],
+                        slots: int, sampler: Callable[[], Any] | None) -> tuple[runner.Outcome, dict[str, Any]]:
+    # scale adds worker processes to running ones: their boot may fall inside the gate phase
+    gate_timeout = READY_TIMEOUT if sc.kind == "scale" else runner.GATE_TIMEOUT
+    out = runner.measure_throughput(driver, reader, sc, sc.n, st.tag(), slots, st.cpu_rounds, st.display.progress,
+                                    sampler, gate_timeout=gate_timeout)
+    fields = runner.summarize(out, sc, slots, st.instrumentation_s)
+    if sc.name == "throughput-noop" and fields.get("throughput"):
+        st.capacity[key] = fields["throughput"]
+    return out, fields
+
+
+def _measure_sporadic(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, key: tuple[str, str, str, int],
+                      slots: int, sampler: Callable[[], Any] | None) -> tuple[runner.Outcome, dict[str, Any]]:
+    out = runner.measure_sporadic(driver, reader, sc, sc.n, st.tag(), st.cpu_rounds, st.display.progress)
+    return out, runner.summarize(out, sc, slots)
+
+
+def _measure_steady(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, key: tuple[str, str, str, int],
+                    slots: int, sampler: Callable[[], Any] | None) -> tuple[runner.Outcome, dict[str, Any]]:
+    cap = st.capacity.get(key)
+    rate = cap * sc.load if cap else sc.fallback_rate
+    waiter = driver.producer_twin()
+    try:
+        out = runner.measure_steady(driver, waiter, reader, sc, sc.n, rate, st.tag(), st.display.progress)
+    finally:
+        if waiter is not driver:
+            waiter.close()
+    fields = runner.summarize(out, sc, slots)
+    if not cap:
+        fields["flags"] = (*fields["flags"], "rate-from-fallback")
+    return out, fields
+
+
+Measure = Callable[[RunState, Driver, StampReader, Scenario, tuple[str, str, str, int], int, Any],
+                   tuple[runner.Outcome, dict[str, Any]]]
+# scenario kind -> how one measurement of it is taken inside a session (add a kind here)
+MEASURES: dict[str, Measure] = {"throughput": _measure_throughput, "scale": _measure_throughput,
+                                "latency-sporadic": _measure_sporadic, "latency-steady": _measure_steady}
+
+
 def measure(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, rep: int, target: Target, cfg: str,
             mode: str, slots: int, workers: int) -> Record:
-    n = sc.n
     label = f"{sc.name} {target.id} {cfg} {mode} r{rep}" + (f" x{workers}" if sc.kind == "scale" else "")
-    st.display.measurement(label, n)
-    tag = st.tag()
+    st.display.measurement(label, sc.n)
     sampler = None
     if st.opts.resources:
         from .resources import Sampler, default_groups
@@ -296,29 +380,24 @@ def measure(st: RunState, driver: Driver, reader: StampReader, sc: Scenario, rep
         def sampler() -> Any:
             return Sampler(default_groups(driver.pids)).start()
 
-    if sc.kind in ("throughput", "scale"):
-        out = runner.measure_throughput(driver, reader, sc, n, tag, slots, st.cpu_rounds, st.display.progress,
-                                        sampler)
-        rec_fields = runner.summarize(out, sc, slots, st.instrumentation_s)
-        if sc.name == "throughput-noop" and rec_fields.get("throughput"):
-            st.capacity[(target.id, cfg, mode, rep)] = rec_fields["throughput"]
-    elif sc.kind == "latency-sporadic":
-        out = runner.measure_sporadic(driver, reader, sc, n, tag, st.cpu_rounds, st.display.progress)
-        rec_fields = runner.summarize(out, sc, slots)
-    else:
-        cap = st.capacity.get((target.id, cfg, mode, rep))
-        rate = cap * sc.load if cap else sc.fallback_rate
-        waiter = driver.producer_twin()
-        try:
-            out = runner.measure_steady(driver, waiter, reader, sc, n, rate, tag, st.display.progress)
-        finally:
-            if waiter is not driver:
-                waiter.close()
-        rec_fields = runner.summarize(out, sc, slots)
-        if not cap:
-            rec_fields["flags"] = (*rec_fields["flags"], "rate-from-fallback")
+    out, rec_fields = MEASURES[sc.kind](st, driver, reader, sc, (target.id, cfg, mode, rep), slots, sampler)
     rec = replace(_base(sc, target, cfg, mode, rep, slots), workers=workers,
-                  pool=str(st.run.configs.get(f"{target.id}/{cfg}/{mode}", {}).get("pool", "")), **rec_fields)
+                  pool=str(st.run.configs.get(f"{target.id}/{cfg}/{mode}", {}).get("pool", "")),
+                  phase_s={k: round(v, 3) for k, v in out.phases.items()} or None, **rec_fields)
     name = results.raw_name(rec)
     results.write_raw(st.opts.out_dir, name, out.bids, out.stamps)
     return replace(rec, raw=name)
+
+
+def not_run(scenarios: tuple[Scenario, ...], opts: Options) -> list[dict[str, Any]]:
+    """The cells a scenario's profile table leaves out (configs, modes, repeats), with the reason."""
+    out = []
+    for sc in scenarios:
+        if not sc.restricted():
+            continue
+        skipped = [f"r{r} {c} {m}" for r in range(1, opts.repeats + 1) for c in opts.configs for m in opts.modes
+                   if not sc.runs_in(c, m, r)]
+        if skipped:
+            out.append({"scenario": sc.name, "configs": list(sc.configs) or "all", "modes": list(sc.modes) or "all",
+                        "repeats": sc.repeats or "all", "cells_not_run": skipped, "why": sc.why})
+    return out

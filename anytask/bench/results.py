@@ -55,6 +55,7 @@ class Record:
     flags: tuple[str, ...] = ()
     error: str | None = None
     raw: str | None = None  # file with the per-task stamps, relative to run.json
+    phase_s: dict[str, float] | None = None  # harness seconds per phase of this measurement (not a figure)
     # reliability-* and soak records (anytask/bench/reliability.py, soak.py; docs/run-json.md)
     at_least_once_held: bool | None = None  # reliability: every task completed at least once by the deadline
     details: dict[str, Any] | None = None  # reliability: fault, timings, redelivered; soak: RSS, Redis memory

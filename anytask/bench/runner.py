@@ -10,6 +10,10 @@ they answer a ping (boot is never inside a measured window), then runs each scen
 * latency-sporadic: one task at a time after an idle gap; producer waits for each result.
 * latency-steady: open-loop arrivals at a fixed interval; a second producer connection waits
   for results in a thread.
+
+Caps keep a slow backend from holding the run (docs/methodology.md, "Time budget"): a drain is cut
+at ``max_drain_s`` and latency sampling at ``max_wall_s``, each flagged ``time-capped``. Every
+measurement reports its harness phases (``Outcome.phases``), which are accounting, not figures.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ GATE_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_GATE_TIMEOUT", "10"))
 STALL_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_STALL_TIMEOUT", "15"))
 RESULT_TIMEOUT = float(os.environ.get("ANYTASK_BENCH_RESULT_TIMEOUT", "10"))
 POLL = 0.05
+CAP_IDLE = 2.0  # at a drain cap: no end stamp for this long means the rest is lost, not merely unfinished
 WARMUP = 5  # unrecorded round trips before a latency measurement
 MAX_GATES = 32  # gates per slot at most (prefetching workers hold several each)
 
@@ -55,6 +60,7 @@ class Outcome:
     capped: bool = False  # the drain was cut at the scenario's max_drain_s
     clock_start: float | None = None  # when the first measured task was enqueued
     ready_at: float | None = None  # when every slot was known to be consuming (gates started)
+    phases: dict[str, float] = field(default_factory=dict)  # harness seconds per phase (not a measurement)
 
 
 def task_args(scenario: Scenario, cpu_rounds: int) -> tuple[Any, ...]:
@@ -81,15 +87,16 @@ def merge(bids: list[str], worker: dict[str, TaskStamps], producer: dict[str, Ta
 
 
 def wait_ends(reader: StampReader, bids: list[str], progress: Progress, stall: float = STALL_TIMEOUT,
-              cap: float = 0.0) -> bool:
-    """Poll the stamp files until every bid has an end stamp; False if nothing moved for ``stall`` s
-    or, with ``cap``, after ``cap`` seconds."""
+              cap: float = 0.0) -> bool | str:
+    """Poll the stamp files until every bid has an end stamp (True); False if nothing moved for
+    ``stall`` s; with ``cap``, "capped" after ``cap`` seconds of a drain that was still moving (an end
+    stamp within the last CAP_IDLE s), False if it had stopped moving (the rest is lost)."""
     pending = set(bids)
     last_move = time.monotonic()
     deadline = last_move + cap if cap else None
     while pending:
         if deadline is not None and time.monotonic() > deadline:
-            return False
+            return "capped" if time.monotonic() - last_move <= CAP_IDLE else False
         reader.poll()
         done_now = {b for b in pending if (r := reader.stamps.get(b)) is not None and r.ends}
         if done_now:
@@ -116,16 +123,17 @@ def quiesce(reader: StampReader, quiet: float = 1.0, limit: float = 20.0) -> Non
             return
 
 
-def hold_slots(driver: Driver, reader: StampReader, tag: str, slots: int, release: str) -> list[str]:
+def hold_slots(driver: Driver, reader: StampReader, tag: str, slots: int, release: str,
+               timeout: float = GATE_TIMEOUT) -> list[str]:
     """Occupy every execution slot with a gate task; return the gates sent.
 
     A prefetching worker may take two gates into one process while another process gets none;
     so gates are sent in rounds, doubling, until ``slots`` of them run at once (at most
-    MAX_GATES x slots gates, for GATE_TIMEOUT s). Gates still waiting in a prefetch buffer run, and
+    MAX_GATES x slots gates, for ``timeout`` s). Gates still waiting in a prefetch buffer run, and
     end at once, after release: a few no-op tasks among the N measured ones.
     """
     gates: list[str] = []
-    deadline = time.monotonic() + GATE_TIMEOUT
+    deadline = time.monotonic() + timeout
     round_end = 0.0
     rounds = 0
     while time.monotonic() < deadline:
@@ -151,10 +159,11 @@ def hold_slots(driver: Driver, reader: StampReader, tag: str, slots: int, releas
 
 def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str, slots: int,
                        cpu_rounds: int = 1, progress: Progress = _no_progress,
-                       sampler: Callable[[], Any] | None = None) -> Outcome:
+                       sampler: Callable[[], Any] | None = None, gate_timeout: float = GATE_TIMEOUT) -> Outcome:
     flags: list[str] = []
     release = os.path.join(reader.directory, f"{tag}.release")
-    gates = hold_slots(driver, reader, tag, slots, release)
+    t_gates = clock()
+    gates = hold_slots(driver, reader, tag, slots, release, gate_timeout)
     ready_at = clock()
     started = sum(1 for g in gates if reader.stamps[g].starts) if gates else 0
     if started < slots:
@@ -171,10 +180,10 @@ def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, 
     sample = sampler() if sampler else None
     with open(release, "w"):
         pass
-    t_release = time.monotonic()
-    complete = wait_ends(reader, bids, progress, cap=scenario.max_drain_s)
+    ended = wait_ends(reader, bids, progress, cap=scenario.max_drain_s)
     resources = sample.stop() if sample else None
-    capped = not complete and bool(scenario.max_drain_s) and time.monotonic() - t_release >= scenario.max_drain_s
+    complete = ended is True
+    capped = ended == "capped"
     reader.poll()
     stamps = merge(bids, reader.stamps, prod)  # the measurement: what ended before the drain was over
     if capped:
@@ -185,6 +194,7 @@ def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, 
         quiesce(reader)
     elif not complete:
         flags.append("stalled")
+    t_drained = clock()
     wait_ends(reader, gates, _no_progress, stall=2.0)
     # Outside the measured window: read a sample of results back through the library's own API.
     done = [i for i, b in enumerate(bids) if stamps[b].ends] if capped else list(range(n))
@@ -201,7 +211,10 @@ def measure_throughput(driver: Driver, reader: StampReader, scenario: Scenario, 
             missing += 1
     if missing:
         flags.append(f"results-missing:{missing}/{len(check)}")
-    return Outcome(bids, stamps, enqueue_s, flags, resources, capped=capped, clock_start=t0, ready_at=ready_at)
+    phases = {"gates": ready_at - t_gates, "enqueue": enqueue_s, "drain": t_drained - t0 - enqueue_s,
+              "check": clock() - t_drained}
+    return Outcome(bids, stamps, enqueue_s, flags, resources, capped=capped, clock_start=t0, ready_at=ready_at,
+                   phases=phases)
 
 
 def measure_sporadic(driver: Driver, reader: StampReader, scenario: Scenario, n: int, tag: str,
@@ -211,13 +224,26 @@ def measure_sporadic(driver: Driver, reader: StampReader, scenario: Scenario, n:
     prod: dict[str, TaskStamps] = {}
     flags: list[str] = []
     misses = 0
+    t_warm = clock()
     # Warm-up, not recorded: lets the producer settle after the previous scenario (e.g. Celery's
     # result consumer still holding the subscriptions of a 2000-task drain made the first wait 0.8 s).
     for i in range(WARMUP):
         driver.wait(driver.submit(scenario.task, f"{tag}w-{i}", args), RESULT_TIMEOUT)
+    # A fixed gap locks the producer's cycle to the phase of a polling consumer's backoff (Dramatiq's
+    # Redis consumer sleeps 5-10, 10-20, 20-40 ms between empty fetches), so a few ms more or less in
+    # the producer's own path moved pick-up by a whole poll step; a jittered gap samples every phase.
+    rng = random.Random(tag)
+    j = scenario.gap_jitter
     t0 = clock()
+    deadline = t0 + scenario.max_wall_s if scenario.max_wall_s else None
     for i, b in enumerate(bids):
-        time.sleep(scenario.gap_ms / 1000.0)
+        if deadline is not None and clock() > deadline:
+            # Wall cap: a slow result path (e.g. a 0.2 s polling interval) would hold the run for
+            # minutes; keep the i samples taken, say so.
+            flags.append(f"time-capped:{scenario.max_wall_s:g}s")
+            bids = bids[:i]
+            break
+        time.sleep(scenario.gap_ms * (1.0 + j * (2.0 * rng.random() - 1.0)) / 1000.0)
         rec = prod[b] = TaskStamps(enqueue=clock())
         h = driver.submit(scenario.task, b, args)
         if driver.wait(h, RESULT_TIMEOUT):
@@ -230,8 +256,10 @@ def measure_sporadic(driver: Driver, reader: StampReader, scenario: Scenario, n:
                 bids = bids[: i + 1]
                 break
         progress(i + 1, n)
+    t_sampled = clock()
     wait_ends(reader, bids, _no_progress, stall=2.0)
-    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, clock_start=t0)
+    phases = {"warmup": t0 - t_warm, "samples": t_sampled - t0, "collect": clock() - t_sampled}
+    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, clock_start=t0, phases=phases)
 
 
 def measure_steady(driver: Driver, waiter: Driver, reader: StampReader, scenario: Scenario, n: int, rate: float,
@@ -255,6 +283,7 @@ def measure_steady(driver: Driver, waiter: Driver, reader: StampReader, scenario
             except Exception:  # noqa: BLE001, S110 - a missing result shows as a missing stamp
                 pass
 
+    t_warm = clock()
     for i in range(WARMUP):  # unrecorded, as in measure_sporadic
         waiter.wait(driver.submit(scenario.task, f"{tag}w-{i}", args), RESULT_TIMEOUT)
     th = threading.Thread(target=wait_all, name="bench-waiter", daemon=True)
@@ -262,6 +291,12 @@ def measure_steady(driver: Driver, waiter: Driver, reader: StampReader, scenario
     interval = 1.0 / rate
     t0 = clock()
     late = 0
+    # Wall cap: at a slow backend's rate (e.g. 20 tasks/s) the arrivals alone would take minutes.
+    cap_at = min(n, int(scenario.max_wall_s * rate) + 1) if scenario.max_wall_s else n
+    if cap_at < n:
+        flags.append(f"time-capped:{scenario.max_wall_s:g}s")
+        bids = bids[:cap_at]
+        prod = {b: prod[b] for b in bids}
     for i, b in enumerate(bids):
         due = t0 + i * interval
         now = clock()
@@ -271,13 +306,16 @@ def measure_steady(driver: Driver, waiter: Driver, reader: StampReader, scenario
             late += 1
         prod[b].enqueue = clock()
         handles.put((b, driver.submit(scenario.task, b, args)))
-        progress(i + 1, n)
+        progress(i + 1, len(bids))
+    t_sent = clock()
     handles.put(None)
     th.join(RESULT_TIMEOUT * 2)
-    if late > n // 10:
+    if late > len(bids) // 10:
         flags.append(f"producer-late:{late}")
     wait_ends(reader, bids, _no_progress, stall=2.0)
-    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, arrival_rate=rate, clock_start=t0)
+    phases = {"warmup": t0 - t_warm, "arrivals": t_sent - t0, "collect": clock() - t_sent}
+    return Outcome(bids, merge(bids, reader.stamps, prod), None, flags, arrival_rate=rate, clock_start=t0,
+                   phases=phases)
 
 
 def summarize(outcome: Outcome, scenario: Scenario, slots: int,

@@ -4,6 +4,11 @@ A file names the measurement ``kind`` (``throughput``, ``latency-sporadic``, ``l
 ``scale``), the ``task`` (noop, io, cpu, payload), its parameters and the size per profile in
 ``[quick]`` / ``[full]`` tables. ``payload`` lists several ``sizes``: it expands into one scenario
 per size (``payload-1KiB``, ``payload-64KiB``).
+
+A profile table may also restrict where a scenario runs, so that the full profile fits its time
+budget: ``configs`` / ``modes`` (the cells it runs in), ``repeats`` (how many of the run's repeats)
+and ``why`` (the reason, copied into run.json's ``not_run``). Latency scenarios take
+``max_wall_s``: sampling stops there and the record is flagged ``time-capped``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ TASKS = ("noop", "io", "cpu", "payload")
 # Kinds run outside the per-session loop, each with its own workers (anytask/bench/reliability.py,
 # soak.py); their extra settings come from the file's [params] table and the profile table.
 OWN_SESSION_KINDS = ("reliability", "soak")
-_SIZED = ("n", "gap_ms", "workers", "max_drain_s")
+_SIZED = ("n", "gap_ms", "workers", "max_drain_s", "max_wall_s", "gap_jitter", "configs", "modes", "repeats", "why")
 ENV_DIR = "ANYTASK_BENCH_SCENARIOS"
 
 
@@ -32,10 +37,16 @@ class Scenario:
     work_ms: float = 0.0  # declared task time (io sleep, cpu hashing); 0 for noop/payload
     payload_bytes: int = 0
     gap_ms: float = 0.0  # latency-sporadic: idle gap before each task
+    gap_jitter: float = 0.0  # latency-sporadic: each gap drawn uniformly from gap_ms x [1 - j, 1 + j]
     load: float = 0.5  # latency-steady: arrival rate as a fraction of measured noop capacity
     fallback_rate: float = 50.0  # latency-steady: tasks/s when no throughput-noop figure exists
     workers: tuple[int, ...] = ()  # scale: worker process counts
     max_drain_s: float = 0.0  # throughput: stop waiting after this long (0: no cap); flagged time-capped
+    max_wall_s: float = 0.0  # latency: stop sampling after this long (0: no cap); flagged time-capped
+    configs: tuple[str, ...] = ()  # configurations it runs in (empty: all)
+    modes: tuple[str, ...] = ()  # modes it runs in (empty: all)
+    repeats: int = 0  # runs only in repeats 1..repeats (0: all)
+    why: str = ""  # why the cells above are restricted (run.json not_run)
     params: tuple[tuple[str, object], ...] = ()  # reliability/soak: [params] + the profile table's other keys
 
     def param(self, key: str, default: object = None) -> object:
@@ -44,6 +55,14 @@ class Scenario:
     @property
     def declared_work(self) -> bool:
         return self.work_ms > 0
+
+    def runs_in(self, config: str, mode: str, repeat: int) -> bool:
+        """Whether this scenario is measured in the cell (configuration, mode, repeat)."""
+        return ((not self.configs or config in self.configs) and (not self.modes or mode in self.modes)
+                and (not self.repeats or repeat <= self.repeats))
+
+    def restricted(self) -> bool:
+        return bool(self.configs or self.modes or self.repeats)
 
 
 @dataclass(frozen=True)
@@ -93,13 +112,28 @@ def parse(data: dict, profile: str, source: str = "") -> list[Scenario]:
               "fallback_rate": float(data.get("fallback_rate", 50)),
               "workers": tuple(int(w) for w in sized.get("workers", data.get("workers", ()))),
               "max_drain_s": float(sized.get("max_drain_s", data.get("max_drain_s", 0))),
-              "params": _params(data, sized)}
+              "params": _params(data, sized), **_cells(sized, source, profile)}
     sizes = data.get("sizes")
     if task == "payload":
         if not sizes:
             raise ValueError(f"{source}: payload needs sizes = [bytes, ...]")
         return [Scenario(**{**common, "name": f"{name}-{_size_label(int(b))}"}, payload_bytes=int(b)) for b in sizes]
     return [Scenario(**common)]  # type: ignore[arg-type]
+
+
+def _cells(sized: dict, source: str, profile: str) -> dict[str, object]:
+    """The profile table's wall cap and cell restrictions (configs, modes, repeats, why)."""
+    out: dict[str, object] = {"max_wall_s": float(sized.get("max_wall_s", 0)),
+                              "gap_jitter": float(sized.get("gap_jitter", 0)),
+                              "configs": tuple(str(c) for c in sized.get("configs", ())),
+                              "modes": tuple(str(m) for m in sized.get("modes", ())),
+                              "repeats": int(sized.get("repeats", 0)), "why": str(sized.get("why", ""))}
+    bad = [m for m in out["modes"] if m not in ("native", "facade")]  # type: ignore[attr-defined]
+    if bad:
+        raise ValueError(f"{source}: [{profile}] modes must be native and/or facade, got {bad}")
+    if (out["configs"] or out["modes"] or out["repeats"]) and not out["why"]:
+        raise ValueError(f"{source}: [{profile}] restricts configs/modes/repeats: say why (why = \"...\")")
+    return out
 
 
 def _params(data: dict, sized: dict) -> tuple[tuple[str, object], ...]:

@@ -1,0 +1,175 @@
+"""``anytask bench run --dry-run``: the sessions and measurements a run would take, and its time.
+
+The estimate is computed from the scenario parameters (N, caps, gaps, rates) and per-backend
+rates. Rates come from calibration runs (``--calibration run.json``, repeatable; default: the
+committed ``results/reference/run.json``): for each (scenario, backend, configuration, mode) the
+measured enqueue rate, drain rate, p50 latency and the session's boot/stop/cleanup seconds
+(``session_phases``) — falling back to the same cell's ``throughput-noop`` figures, then to the
+generic figures in :data:`DEFAULTS`. Caps are applied as the run applies them, so the estimate
+of a slow backend is bounded like its measurement. The upper bound assumes every capped phase
+runs to its cap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .scenarios import OWN_SESSION_KINDS, Scenario
+
+# Generic figures for a cell no calibration run measured (tasks/s, ms, s); the session phases are
+# about the medians of a quick run on the 2-core project machine (boot 0.2-1.9 s, Celery slowest).
+DEFAULTS = {"enqueue_rate": 800.0, "throughput": 600.0, "p50_ms": 10.0, "boot_s": 1.0, "stop_s": 0.25,
+            "cleanup_s": 0.1}
+FIXED_THROUGHPUT_S = 0.6  # gates, result check, raw file per throughput measurement
+FIXED_LATENCY_S = 0.3  # warm-up (5 round trips) and collection, on top of the samples
+RUN_FIXED_S = {"quick": 8.0, "full": 15.0}  # environment, instrumentation A/B, cpu calibration, ceilings
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    upper: float  # every capped phase at its cap
+
+
+@dataclass
+class Calibration:
+    cells: dict[tuple[str, str, str, str], dict[str, float]]
+    sessions: dict[tuple[str, str, str], dict[str, float]]
+    sources: list[str]
+
+    def cell(self, scenario: str, backend: str, config: str, mode: str) -> dict[str, float]:
+        got = self.cells.get((scenario, backend, config, mode))
+        if got is None and not scenario.startswith("throughput-noop"):
+            got = self.cells.get(("throughput-noop", backend, config, mode))
+        return {**DEFAULTS, **(got or {})}
+
+    def session(self, backend: str, config: str, mode: str) -> dict[str, float]:
+        return {**DEFAULTS, **self.sessions.get((backend, config, mode), {})}
+
+
+def default_calibration() -> list[str]:
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "results", "reference", "run.json")
+    return [os.path.normpath(here)] if os.path.exists(here) else []
+
+
+def load_calibration(paths: Iterable[str]) -> Calibration:
+    """Median figures per cell over every record of the given run.json files."""
+    acc: dict[tuple[str, str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    sess: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    sources = []
+    for path in paths:
+        with open(path) as fh:
+            doc = json.load(fh)
+        sources.append(path)
+        for r in doc.get("results", []):
+            if r.get("error"):
+                continue
+            key = (r["scenario"], r["backend"], r["config"], r["mode"])
+            if r["scenario"] == "scale":
+                key = (f"scale-x{r.get('workers', 1)}", *key[1:])
+            if r.get("throughput"):
+                acc[key]["throughput"].append(r["throughput"])
+            if r.get("enqueue_rate"):
+                acc[key]["enqueue_rate"].append(r["enqueue_rate"])
+            if (r.get("latency_ms") or {}).get("p50") is not None:
+                acc[key]["p50_ms"].append(r["latency_ms"]["p50"])
+        for label, ph in (doc.get("session_phases") or {}).items():
+            _, backend, config, mode = label.split(" ")
+            for k in ("boot", "stop", "cleanup"):
+                if k in ph:
+                    sess[(backend, config, mode)][f"{k}_s"].append(ph[k])
+    return Calibration({k: {f: statistics.median(v) for f, v in d.items()} for k, d in acc.items()},
+                       {k: {f: statistics.median(v) for f, v in d.items()} for k, d in sess.items()}, sources)
+
+
+def scenario_seconds(sc: Scenario, cal: Calibration, backend: str, config: str, mode: str,
+                     capacity: float | None = None, workers: int = 0) -> Estimate:
+    """One measurement's harness time, from the scenario's parameters and the cell's rates."""
+    name = f"scale-x{workers}" if sc.kind == "scale" else sc.name
+    c = cal.cell(name, backend, config, mode)
+    if sc.kind in ("throughput", "scale"):
+        rate = c["throughput"]
+        if sc.declared_work:  # io/cpu: bounded by slots / task time when not measured
+            rate = min(rate, 2 / (sc.work_ms / 1000.0))
+        drain = sc.n / rate
+        enq = sc.n / c["enqueue_rate"]
+        cap = sc.max_drain_s or float("inf")
+        upper = enq + (cap if sc.max_drain_s else drain) + FIXED_THROUGHPUT_S
+        return Estimate(enq + min(drain, cap) + FIXED_THROUGHPUT_S + (1.0 if drain > cap else 0.0), upper)
+    if sc.kind == "latency-sporadic":
+        per = sc.gap_ms / 1000.0 + c["p50_ms"] * 1.3 / 1000.0  # the mean sits above the median
+        t = sc.n * per
+        cap = sc.max_wall_s or float("inf")
+        return Estimate(min(t, cap) + FIXED_LATENCY_S, (cap if sc.max_wall_s else t) + FIXED_LATENCY_S)
+    if sc.kind == "latency-steady":
+        rate = (capacity or c["throughput"]) * sc.load or sc.fallback_rate
+        t = sc.n / rate
+        cap = sc.max_wall_s or float("inf")
+        return Estimate(min(t, cap) + FIXED_LATENCY_S, (cap if sc.max_wall_s else t) + FIXED_LATENCY_S)
+    return Estimate(0.0, 0.0)  # kinds run outside the sessions (reliability, soak) estimate themselves
+
+
+def plan(order: list[tuple[int, Any, str, str]], scenarios: tuple[Scenario, ...], cal: Calibration,
+         profile: str) -> dict[str, Any]:
+    """Per session: its scenarios and estimated seconds; totals."""
+    sessions: list[dict[str, Any]] = []
+    total = upper = RUN_FIXED_S.get(profile, 10.0)
+    own = sorted({s.name for s in scenarios if s.kind in OWN_SESSION_KINDS})
+    scenarios = tuple(s for s in scenarios if s.kind not in OWN_SESSION_KINDS)
+    for rep, target, cfg, mode in order:
+        here = [s for s in scenarios if s.runs_in(cfg, mode, rep)]
+        if not here:
+            continue
+        s_cal = cal.session(target.id, cfg, mode)
+        in_process = target.id == "memory"
+        if in_process and mode == "native":
+            sessions.append({"session": f"r{rep} {target.id} {cfg} {mode}", "scenarios": [], "seconds": 0.0,
+                             "note": "not applicable (memory has no native library)"})
+            continue
+        overhead = 0.0 if in_process else s_cal["boot_s"] + s_cal["stop_s"] + s_cal["cleanup_s"]
+        est = up = overhead
+        names = []
+        cap_noop = cal.cell("throughput-noop", target.id, cfg, mode)["throughput"]
+        for sc in here:
+            if sc.kind == "scale":
+                if in_process:
+                    continue
+                for w in sc.workers:
+                    e = scenario_seconds(sc, cal, target.id, cfg, mode, workers=w)
+                    est, up = est + e.seconds, up + e.upper
+                    names.append(f"{sc.name}-x{w}")
+                boot = s_cal["boot_s"] + s_cal["stop_s"]  # one boot for the series, plus the regular stop
+                est, up = est + boot, up + boot
+                continue
+            e = scenario_seconds(sc, cal, target.id, cfg, mode, capacity=cap_noop)
+            est, up = est + e.seconds, up + e.upper
+            names.append(sc.name)
+        sessions.append({"session": f"r{rep} {target.id} {cfg} {mode}", "scenarios": names,
+                         "seconds": round(est, 1), "upper_seconds": round(up, 1)})
+        total += est
+        upper += up
+    return {"profile": profile, "sessions": sessions, "measurements": sum(len(s["scenarios"]) for s in sessions),
+            "estimate_s": round(total), "upper_s": round(upper), "calibration": cal.sources,
+            "not_estimated": own}
+
+
+def render(p: dict[str, Any], not_run: list[dict[str, Any]]) -> str:
+    lines = [f"plan: profile {p['profile']}, {len(p['sessions'])} sessions, {p['measurements']} measurements"]
+    for s in p["sessions"]:
+        lines.append(f"  {s['session']:<42} {s['seconds']:>7.1f} s  {', '.join(s['scenarios']) or s.get('note', '')}")
+    for n in not_run:
+        lines.append(f"  not run: {n['scenario']} outside configs={n['configs']} modes={n['modes']} "
+                     f"repeats={n['repeats']} ({len(n['cells_not_run'])} cells): {n['why']}")
+    lines.append(f"estimated {p['estimate_s'] / 60:.1f} min ({p['estimate_s']} s); upper bound with every cap "
+                 f"reached {p['upper_s'] / 60:.1f} min")
+    if p.get("not_estimated"):
+        lines.append(f"not in the estimate: {', '.join(p['not_estimated'])} (run after the sessions, each with "
+                     "workers of its own)")
+    lines.append("rates from: " + (", ".join(p["calibration"]) or "generic defaults (no calibration run)"))
+    return "\n".join(lines)
