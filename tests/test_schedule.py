@@ -142,6 +142,13 @@ def test_periodic_declares_once_by_name(clean_registry: None) -> None:
         c.kwargs["value"] = "y"  # type: ignore[index]
 
 
+def test_periodic_takes_a_signature(clean_registry: None) -> None:
+    s = periodic(tasks.add.using(queue="q").s(3, 4), every=10, name="unit-sig")
+    assert s.task.name == tasks.add.name and s.task.options.queue == "q" and s.args == (3, 4)
+    with pytest.raises(ConfigurationError, match="not both"):
+        periodic(tasks.add.s(3, 4), every=10, args=(1,), name="unit-sig2")
+
+
 def test_periodic_refuses_bad_declarations(clean_registry: None) -> None:
     with pytest.raises(ConfigurationError, match="exactly one of"):
         periodic(tasks.add, args=(1, 2))

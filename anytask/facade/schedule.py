@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import serialization
+from .canvas import Signature
 from .errors import ConfigurationError, InvalidTask
 from .task import Task
 
@@ -193,17 +194,24 @@ class Schedule:
 _SCHEDULES: dict[str, Schedule] = {}
 
 
-def periodic(task: Task[Any, Any], *, every: float | timedelta | None = None, cron: str | None = None,
-             args: tuple[Any, ...] | list[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             name: str | None = None) -> Schedule:
+def periodic(task: Task[Any, Any] | Signature[Any], *, every: float | timedelta | None = None,
+             cron: str | None = None, args: tuple[Any, ...] | list[Any] = (),
+             kwargs: Mapping[str, Any] | None = None, name: str | None = None) -> Schedule:
     """Declare that ``task(*args, **kwargs)`` runs periodically: ``every=`` seconds (or a timedelta,
     at least 1 s) or ``cron="*/5 * * * *"`` (UTC). Declare at module level in a module the worker's
     ``--tasks`` imports; ``anytask worker URL --tasks MODULE --beat`` fires it.
 
+    ``task`` may be a signature, ``periodic(add.s(1, 2), every=60)``, instead of ``args``/``kwargs``.
     ``name`` identifies the schedule cluster-wide (default: the task's name); declaring the same
     name again with a different definition is an error, the same definition again is a no-op.
     ``task.using(queue=..., priority=...)`` carries submit options to every run.
     """
+    if isinstance(task, Signature):
+        if args or kwargs:
+            raise ConfigurationError(f"{task!r} already carries its arguments: give args=/kwargs= or a signature, "
+                                     "not both")
+        args, kwargs = task.args, task.kwargs
+        task = task.task
     if not isinstance(task, Task):
         raise InvalidTask(f"{getattr(task, '__qualname__', task)!r} is not a task: decorate it with "
                           "@anytask.task at module level, then declare anytask.periodic(that_task, ...)")
