@@ -237,7 +237,7 @@ def inject(driver: FacadeDriver, reader: StampReader, sc: Scenario, fault: str, 
     restarts = 0
     fault_info: dict[str, Any] = {"fault": fault, "at_ended": ended_at_fault, "running_at_fault": running_at_fault}
     if fault == "kill":
-        fault_info["killed_pids"] = kill_workers(driver)
+        fault_info.update(kill_workers(driver))
         restart_workers(driver, 1)
         restarts = 1
     else:
@@ -293,20 +293,51 @@ def inject(driver: FacadeDriver, reader: StampReader, sc: Scenario, fault: str, 
     return {"fields": fields, "bids": bids, "stamps": stamps}
 
 
-def kill_workers(driver: FacadeDriver) -> list[int]:
-    """SIGKILL every worker process group (main process and pool children at once)."""
-    pids = []
+def _tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (psutil); only ``pid`` when psutil is missing."""
+    try:
+        import psutil
+
+        return {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+    except ImportError:
+        return {pid}
+    except Exception:  # noqa: BLE001 - gone already
+        return set()
+
+
+def _signal_all(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_workers(driver: FacadeDriver) -> dict[str, Any]:
+    """SIGKILL every worker process and all its descendants at once, as when a container dies.
+
+    The process group is not enough: RQ's work horse calls ``setsid()`` and would finish its job as an
+    orphan. So: SIGSTOP the tree (no new forks), list it again, then SIGKILL the group and every
+    process listed."""
+    leaders: list[int] = []
+    tree: set[int] = set()
     for p in driver.procs:
         if p.proc is None:
             continue
+        pid = p.proc.pid
+        first = _tree(pid)
+        _signal_all(first, signal.SIGSTOP)
+        procs = first | _tree(pid)
         try:
-            os.killpg(p.proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        _signal_all(procs, signal.SIGKILL)
         p.proc.wait(10)
-        pids.append(p.proc.pid)
+        leaders.append(pid)
+        tree |= procs
     driver.procs = []
-    return pids
+    return {"killed_pids": leaders, "killed_processes": len(tree)}
 
 
 def restart_workers(driver: FacadeDriver, k: int) -> None:
