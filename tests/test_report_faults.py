@@ -43,16 +43,21 @@ def test_reliability_table_has_a_row_per_record_next_to_the_declared_promise(rea
     assert "## Reliability under faults" in md and "## Soak" in md
     kill = next(r for r in doc["results"] if r["scenario"] == "reliability-kill" and r["backend"] == "huey+sqlite")
     assert kill["error"] is None, kill["error"]
-    rows = faults.reliability_rows(D.load(str(tmp)))
+    rd = D.load(str(tmp))
+    rows = faults.reliability_rows(rd)
     assert [(r[0], r[2], r[3]) for r in rows] == [("huey+sqlite", "kill", "defaults"), ("memory", "kill", "defaults")]
     huey, mem = rows
-    assert huey[1] == kill["details"]["delivery"] and "at-most-once" in huey[1]  # Huey's declaration
+    assert kill["details"]["delivery"].startswith(huey[1]) and huey[1] == "at-most-once"  # Huey's declaration
     assert huey[4] == ("yes" if kill["lost"] == 0 else "NO")
     assert huey[5] == f"{kill['lost']} / 24" and huey[6] == str(kill["duplicated"])
     assert mem[4] == "not applicable" and "no worker process" in mem[9]
-    # the markdown table carries the same cells
-    line = next(ln for ln in md.splitlines() if ln.startswith("| huey+sqlite |") and "| kill |" in ln)
-    assert f"| {huey[4]} |" in line and f"| {huey[5]} |" in line
+    # the backend x (fault, config) matrix in the markdown carries the same figures
+    heads, matrix = faults.reliability_matrix(rd)
+    assert heads == ["kill / defaults"]
+    cell = f"{huey[4]}: {kill['lost']} lost, {kill['duplicated']} dup"
+    assert matrix == [["huey+sqlite", "at-most-once", cell], ["memory", "at-most-once", "n/a"]]
+    assert f"| huey+sqlite | at-most-once | {cell} |" in md
+    assert ("huey+sqlite", kill["details"]["delivery"]) in faults.declarations(rd)
 
 
 def test_soak_table_shows_rss_growth_and_tasks(real_run: Any) -> None:

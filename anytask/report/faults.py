@@ -32,6 +32,12 @@ def _yes(x: Any) -> str:
     return {True: "yes", False: "NO"}.get(x, "—")
 
 
+def short_promise(delivery: Any) -> str:
+    """``at-most-once (why ...)`` -> ``at-most-once``: the table cell; the full text is listed below it."""
+    text = str(delivery or "—")
+    return text.split(" (", 1)[0].strip() or text
+
+
 def reliability_rows(data: RunData) -> list[list[str]]:
     """One row per reliability record: backend, declared promise, fault, config, held?, lost, duplicates..."""
     rows = []
@@ -42,19 +48,55 @@ def reliability_rows(data: RunData) -> list[list[str]]:
         fault = str(d.get("fault") or str(r.get("scenario", "")).removeprefix("reliability-"))
         if r.get("error"):
             what = "not applicable" if "not-applicable" in (r.get("flags") or ()) else "error"
-            rows.append([str(r.get("backend")), str(d.get("delivery") or "—"), fault, str(r.get("config")), what,
+            rows.append([str(r.get("backend")), short_promise(d.get("delivery")), fault, str(r.get("config")), what,
                          "—", "—", "—", "—", str(r.get("error"))[:160]])
             continue
         n = int(r.get("n") or 0)
         rec_s = d.get("recovery_s")
         timing = (f"last end {C.fmt(rec_s)} s after the fault" if rec_s is not None else "nothing ended after the fault")
-        timing += f"; deadline {C.fmt(d.get('deadline_s'))} s"
+        if d.get("broker_down_s") is not None:
+            timing += f"; broker back after {C.fmt(d['broker_down_s'])} s, deadline {C.fmt(d.get('deadline_s'))} s after that"
+        else:
+            timing += f"; deadline {C.fmt(d.get('deadline_s'))} s"
         if d.get("worker_restarts"):
             timing += f"; workers started again: {d['worker_restarts']}"
-        rows.append([str(r.get("backend")), str(d.get("delivery") or "—"), fault, str(r.get("config")),
+        rows.append([str(r.get("backend")), short_promise(d.get("delivery")), fault, str(r.get("config")),
                      _yes(r.get("at_least_once_held")), f"{r.get('lost', 0)} / {n}", str(r.get("duplicated", 0)),
                      str(d.get("redelivered", "—")), f"{d.get('running_at_fault', '—')}", timing])
     return rows
+
+
+def reliability_matrix(data: RunData) -> tuple[list[str], list[list[str]]]:
+    """One row per backend, one column per (fault, config): "yes: 0 lost, 2 dup" / "NO: 9 lost, 0 dup"."""
+    recs = [r for _, r in _records(data, lambda s: s.startswith("reliability-"))]
+    cols = sorted({(str((r.get("details") or {}).get("fault") or str(r.get("scenario")).removeprefix("reliability-")),
+                    str(r.get("config"))) for r in recs}, key=lambda c: (c[0], c[1] != "defaults", c[1]))
+    cells: dict[tuple[str, str, str], str] = {}
+    promise: dict[str, str] = {}
+    for r in recs:
+        d = r.get("details") or {}
+        b = str(r.get("backend"))
+        fault = str(d.get("fault") or str(r.get("scenario")).removeprefix("reliability-"))
+        if d.get("delivery"):
+            promise[b] = short_promise(d["delivery"])
+        if r.get("error"):
+            cell = "n/a" if "not-applicable" in (r.get("flags") or ()) else "error"
+        else:
+            cell = f"{_yes(r.get('at_least_once_held'))}: {r.get('lost', 0)} lost, {r.get('duplicated', 0)} dup"
+        cells[(b, fault, str(r.get("config")))] = cell
+    backends = sorted({b for b, _, _ in cells})
+    rows = [[b, promise.get(b, "—"), *[cells.get((b, f, c), "—") for f, c in cols]] for b in backends]
+    return [f"{f} / {c}" for f, c in cols], rows
+
+
+def declarations(data: RunData) -> list[tuple[str, str]]:
+    """(backend, declared delivery text) as recorded with the reliability records."""
+    out: dict[str, str] = {}
+    for _, r in _records(data, lambda s: s.startswith("reliability-")):
+        d = r.get("details") or {}
+        if d.get("delivery"):
+            out[str(r.get("backend"))] = str(d["delivery"])
+    return sorted(out.items())
 
 
 def soak_rows(data: RunData) -> list[list[str]]:
@@ -87,23 +129,29 @@ def soak_rows(data: RunData) -> list[list[str]]:
 
 def blocks(data: RunData, methodology_href: str) -> list[Any]:
     """Report blocks for the reliability and soak records of the run (none when it has none)."""
-    from .document import Heading, Link, Para, Table
+    from .document import Bullets, Code, Details, Heading, Link, Para, Strong, Table
 
     out: list[Any] = []
     rel = reliability_rows(data)
     if rel:
+        heads, matrix = reliability_matrix(data)
         out.append(Heading(2, "Reliability under faults", "reliability"))
         out.append(Para([
-            "Facade mode. N sleeping tasks per row; the fault comes when 30 % of them have ended and a task is "
-            "running: ", "kill = SIGKILL of the whole worker process group, then the same worker started again; "
-            "restart = restart of a test-owned persistent broker (never the shared one). Counted per task id from "
-            "the workers' stamp files: lost = never ended by the deadline, duplicates = ended more than once, "
-            "redelivered = started more than once. ", "“promise” is the backend's capability declaration "
-            "(delivery of its default configuration). ", Link("Method", methodology_href + "#reliability-scenarios"),
-            "."]))
-        out.append(Table(["backend", "promise (declared)", "fault", "config", "at-least-once held?", "lost / N",
-                          "duplicates", "redelivered", "running at fault", "timing"],
-                         [[[c] for c in row] for row in rel], "reliability"))
+            "Facade mode. N tasks of 50 ms per cell; the fault comes when 30 % of them have ended and a task is "
+            "running. kill = SIGKILL of every worker process (main, pool children, job processes), then the same "
+            "worker started again; restart = restart of a test-owned persistent broker (never the shared one). "
+            "Counted per task id from the workers' stamp files: ", Strong("at-least-once held"),
+            " = no task lost by the deadline; lost = never ended; dup = ended more than once. Promise = the "
+            "backend's capability declaration (delivery of its default configuration; full text below). A "
+            "library that gives a dead worker's messages back only after a timeout longer than the deadline "
+            "shows them as lost. ", Link("Method", methodology_href + "#reliability-scenarios"), "."]))
+        out.append(Table(["backend", "promise (declared)", *heads], [[[c] for c in row] for row in matrix],
+                         "reliability"))
+        out.append(Details(f"Every reliability record ({len(rel)}): redeliveries, timing, errors", [
+            Table(["backend", "promise", "fault", "config", "at-least-once held?", "lost / N", "duplicates",
+                   "redelivered", "running at fault", "timing"], [[[c] for c in row] for row in rel],
+                  "reliability"),
+            Bullets([[Code(b), ": ", text] for b, text in declarations(data)])]))
     soak = soak_rows(data)
     if soak:
         out.append(Heading(2, "Soak", "soak"))
