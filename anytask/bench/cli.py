@@ -141,11 +141,13 @@ def register(sub: Any) -> None:
                    help="quick, full (includes reliability-*), soak (100,000 tasks per backend; long)")
     r.add_argument("--backends", help="comma-separated, e.g. celery+redis,rq+redis (default: every backend whose "
                                       "broker answers; memory and huey+sqlite when none does)")
-    r.add_argument("--scenarios", help="comma-separated scenario names (files in scenarios/); default per profile")
-    r.add_argument("--repeat", type=int, help="repeats (default: quick 1, full 3)")
+    r.add_argument("--scenarios", help="comma-separated scenario names, the files in scenarios/ (throughput-noop, "
+                        "latency-sporadic, reliability-kill, soak, ...); default per profile")
+    r.add_argument("--repeat", type=int, help="repeats (default: the profile's: quick 1, full 3, soak 1)")
     r.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
-    r.add_argument("--configs", help="defaults,tuned (default both; reliability-* use defaults,reliable)")
-    r.add_argument("--modes", help="native,facade (default both)")
+    r.add_argument("--configs", help="worker configurations, comma-separated: defaults, tuned, reliable (default: defaults,tuned; "
+                        "reliability-* run the configs of their TOML, defaults,reliable, and soak runs defaults)")
+    r.add_argument("--modes", help="native,facade (default both; reliability-* and soak run facade only)")
     r.add_argument("--slots", type=int, default=2, help="execution slots per backend (default 2)")
     r.add_argument("--n", type=int, help="override the task count of every scenario (smoke runs)")
     r.add_argument("--seed", type=int, help="seed of the randomised backend order")
@@ -165,8 +167,9 @@ def register(sub: Any) -> None:
                        description="up: start Redis and RabbitMQ through Docker when an engine answers (the images "
                                    "and ports of docker-compose.yml), else the local redis-server/rabbitmq-server "
                                    "binaries; down: stop what 'up' started; status: what answers on which URL.")
-    k.add_argument("action", choices=["up", "down", "status"])
-    k.add_argument("--redis-port", type=int, default=6379)
-    k.add_argument("--amqp-port", type=int, default=5672)
-    k.add_argument("--via", choices=["auto", "docker", "local"], default="auto")
+    k.add_argument("action", choices=["up", "down", "status"], help="up, down or status (see above)")
+    k.add_argument("--redis-port", type=int, default=6379, help="Redis port (default 6379)")
+    k.add_argument("--amqp-port", type=int, default=5672, help="RabbitMQ AMQP port (default 5672)")
+    k.add_argument("--via", choices=["auto", "docker", "local"], default="auto",
+                   help="auto: Docker when an engine answers, else local binaries (default); docker or local: only that")
     k.set_defaults(func=cmd_brokers)

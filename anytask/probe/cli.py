@@ -53,12 +53,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "probe", help="run small real experiments with each library's own API and write features.json",
         description="Checks every cell of the survey's feature matrices (and its side claims) with an experiment "
-                    "on real brokers (Redis DB 13/14, RabbitMQ queues 'probe.*') or a documented static check. "
-                    "Each probe runs in its own subprocess with a timeout; see docs/probes.md.")
+                    "on real brokers or a documented static check. Redis ($ANYTASK_PROBE_REDIS, default 127.0.0.1:6379): "
+                    "DBs 13 and 14 are FLUSHED before and after the run; RabbitMQ: queues 'probe.*'. One run at a "
+                    "time. Each probe runs in its own subprocess with a timeout; see docs/probes.md.")
     p.add_argument("--libraries", "-l", action="append", metavar="LIB[,LIB]",
                    help="celery, rq, dramatiq, huey, taskiq (default: all)")
     p.add_argument("--features", "-f", action="append", metavar="FEATURE[,FEATURE]",
-                   help="only these probes (default: all)")
+                   help="only these probes, by feature key (retries, chaining, groups, ...: the keys of features.json; "
+                        "default: all); a partial run skips the schema check")
     p.add_argument("--out", "-o", default="features.json", help="output file (default features.json)")
     p.add_argument("--jobs", "-j", type=int, default=3, help="probes run in parallel (default 3)")
     p.add_argument("--survey", default=DEFAULT_SURVEY, help="survey file the claims come from (recorded only)")
