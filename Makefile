@@ -18,8 +18,13 @@ venv: $(VENV)/.installed
 bench: venv
 	$(BIN)/anytask bench run --profile quick --out $(OUT)
 
+## the full reference run: measured into bench-out/full (its work/ dir of stamps and logs stays there),
+## then run.json and raw/ replace results/reference's and its report is regenerated
 bench-full: venv
-	$(BIN)/anytask bench run --profile full --out results/reference
+	$(BIN)/anytask bench run --profile full --out bench-out/full --no-report
+	rm -rf results/reference/raw
+	cp -r bench-out/full/run.json bench-out/full/raw results/reference/
+	$(BIN)/anytask report results/reference
 
 ## what bench-full would run and its estimated time (runs nothing)
 bench-plan: venv
