@@ -166,3 +166,19 @@ def test_scale_boots_once_and_adds_worker_processes(tmp_path: Any) -> None:
     assert [r["workers"] for r in recs] == [1, 2, 4] and [r["slots"] for r in recs] == [1, 2, 4]
     for r in recs:
         assert r["completed"] == r["n"] == 40 and not [f for f in r["flags"] if f.startswith("gate-partial")]
+
+
+def test_reliability_cells_are_estimated_from_measured_session_seconds_or_named(tmp_path: Any) -> None:
+    path = tmp_path / "rel.json"
+    path.write_text(json.dumps({"results": [], "session_seconds": {
+        "reliability-kill rq+redis defaults facade": 7.0, "reliability-kill rq+redis reliable facade": 9.0,
+        "r1 rq+redis tuned native": 3.0}}))
+    cal = plan.load_calibration([str(path)])
+    assert cal.own == {("reliability-kill", "rq+redis", "defaults"): 7.0,
+                       ("reliability-kill", "rq+redis", "reliable"): 9.0}
+    (kill,) = scenarios.load(["reliability-kill"], "full")
+    order = orchestrate.session_order([Target("rq+redis"), Target("celery+redis")], ("tuned",), ("native",), 1, 1)
+    p = plan.plan(order, (kill,), cal, "full")
+    configs = kill.param("configs", ("defaults",))
+    assert p["own_s"] == 16  # both of rq+redis's cells, measured
+    assert sorted(p["not_estimated"]) == sorted(f"reliability-kill celery+redis {c}" for c in configs)

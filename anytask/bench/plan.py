@@ -17,7 +17,7 @@ import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .scenarios import OWN_SESSION_KINDS, Scenario
@@ -42,6 +42,8 @@ class Calibration:
     cells: dict[tuple[str, str, str, str], dict[str, float]]
     sessions: dict[tuple[str, str, str], dict[str, float]]
     sources: list[str]
+    # own-session scenarios (reliability, soak): measured seconds per (scenario, backend, config)
+    own: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def cell(self, scenario: str, backend: str, config: str, mode: str) -> dict[str, float]:
         got = self.cells.get((scenario, backend, config, mode))
@@ -62,6 +64,7 @@ def load_calibration(paths: Iterable[str]) -> Calibration:
     """Median figures per cell over every record of the given run.json files."""
     acc: dict[tuple[str, str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     sess: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    own: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     sources = []
     for path in paths:
         with open(path) as fh:
@@ -79,13 +82,18 @@ def load_calibration(paths: Iterable[str]) -> Calibration:
                 acc[key]["enqueue_rate"].append(r["enqueue_rate"])
             if (r.get("latency_ms") or {}).get("p50") is not None:
                 acc[key]["p50_ms"].append(r["latency_ms"]["p50"])
+        for label, secs in (doc.get("session_seconds") or {}).items():
+            parts = label.split(" ")
+            if len(parts) == 4 and not parts[0][1:].isdigit():  # "reliability-kill rq+redis reliable facade"
+                own[(parts[0], parts[1], parts[2])].append(secs)
         for label, ph in (doc.get("session_phases") or {}).items():
             _, backend, config, mode = label.split(" ")
             for k in ("boot", "stop", "cleanup"):
                 if k in ph:
                     sess[(backend, config, mode)][f"{k}_s"].append(ph[k])
     return Calibration({k: {f: statistics.median(v) for f, v in d.items()} for k, d in acc.items()},
-                       {k: {f: statistics.median(v) for f, v in d.items()} for k, d in sess.items()}, sources)
+                       {k: {f: statistics.median(v) for f, v in d.items()} for k, d in sess.items()}, sources,
+                       {k: statistics.median(v) for k, v in own.items()})
 
 
 def scenario_seconds(sc: Scenario, cal: Calibration, backend: str, config: str, mode: str,
@@ -120,8 +128,12 @@ def plan(order: list[tuple[int, Any, str, str]], scenarios: tuple[Scenario, ...]
     """Per session: its scenarios and estimated seconds; totals."""
     sessions: list[dict[str, Any]] = []
     total = upper = RUN_FIXED_S.get(profile, 10.0)
-    own = sorted({s.name for s in scenarios if s.kind in OWN_SESSION_KINDS})
+    own_sc = [s for s in scenarios if s.kind in OWN_SESSION_KINDS]
     scenarios = tuple(s for s in scenarios if s.kind not in OWN_SESSION_KINDS)
+    targets = list(dict.fromkeys(t.id for _, t, _, _ in order))
+    own_s, own_missing = own_estimate(own_sc, targets, cal)
+    total += own_s
+    upper += own_s
     for rep, target, cfg, mode in order:
         here = [s for s in scenarios if s.runs_in(cfg, mode, rep)]
         if not here:
@@ -156,7 +168,24 @@ def plan(order: list[tuple[int, Any, str, str]], scenarios: tuple[Scenario, ...]
         upper += up
     return {"profile": profile, "sessions": sessions, "measurements": sum(len(s["scenarios"]) for s in sessions),
             "estimate_s": round(total), "upper_s": round(upper), "calibration": cal.sources,
-            "not_estimated": own}
+            "own_s": round(own_s), "not_estimated": own_missing}
+
+
+def own_estimate(own: list[Scenario], targets: list[str], cal: Calibration) -> tuple[float, list[str]]:
+    """Seconds of the own-session scenarios (reliability, soak) from the calibration runs' measured
+    session seconds per (scenario, backend, configuration); the cells no calibration run measured."""
+    seconds = 0.0
+    missing = []
+    for sc in own:
+        configs = sc.param("configs", ("defaults",))
+        for backend in targets:
+            for cfg in (configs if isinstance(configs, (tuple, list)) else (configs,)):
+                got = cal.own.get((sc.name, backend, str(cfg)))
+                if got is None:
+                    missing.append(f"{sc.name} {backend} {cfg}")
+                else:
+                    seconds += got
+    return seconds, missing
 
 
 def render(p: dict[str, Any], not_run: list[dict[str, Any]]) -> str:
@@ -168,8 +197,10 @@ def render(p: dict[str, Any], not_run: list[dict[str, Any]]) -> str:
                      f"repeats={n['repeats']} ({len(n['cells_not_run'])} cells): {n['why']}")
     lines.append(f"estimated {p['estimate_s'] / 60:.1f} min ({p['estimate_s']} s); upper bound with every cap "
                  f"reached {p['upper_s'] / 60:.1f} min")
+    if p.get("own_s"):
+        lines.append(f"  reliability/soak (after the sessions): {p['own_s']} s, from the calibration runs")
     if p.get("not_estimated"):
-        lines.append(f"not in the estimate: {', '.join(p['not_estimated'])} (run after the sessions, each with "
-                     "workers of its own)")
+        lines.append(f"not in the estimate (no calibration run measured them): {len(p['not_estimated'])} "
+                     f"reliability/soak cells, e.g. {', '.join(p['not_estimated'][:3])}")
     lines.append("rates from: " + (", ".join(p["calibration"]) or "generic defaults (no calibration run)"))
     return "\n".join(lines)
