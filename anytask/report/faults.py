@@ -120,7 +120,7 @@ def soak_rows(data: RunData) -> list[list[str]]:
         capped = [f for f in (r.get("flags") or ()) if f.startswith("time-capped")]
         tasks = f"{d.get('ends', r.get('completed'))} / {d.get('submitted', r.get('n'))}" + (
             f" ({capped[0]})" if capped else "")
-        rows.append([str(r.get("backend")), tasks, f"{C.fmt(d.get('wall_s'))} s",
+        rows.append([str(r.get("backend")), tasks, f"{C.fmt(d.get('wall_s'))} s ({C.fmt(d.get('throughput'))} tasks/s)",
                      f"{_mb(wk.get('baseline_mb'))} → {_mb(wk.get('end_mb'))} ({_pct(wk.get('growth'))})",
                      f"{_mb(cl.get('baseline_mb'))} → {_mb(cl.get('end_mb'))} ({_pct(cl.get('growth'))})",
                      f"{C.fmt(d.get('result_ttl'))} s", redis, ", ".join(r.get("flags") or ()) or "—"])
@@ -156,9 +156,10 @@ def blocks(data: RunData, methodology_href: str) -> list[Any]:
     if soak:
         out.append(Heading(2, "Soak", "soak"))
         out.append(Para([
-            "Facade mode, defaults. RSS growth = median of the last three samples under load / the first sample after "
-            "warm-up (10 % of the tasks) − 1; flagged over 10 %. Redis: keys and used_memory of the bench database "
-            "before the first submit → after the last task ended → after the result TTL. ",
+            "Facade mode, defaults; every task with a short result TTL. RSS growth = median of the last five samples "
+            "under load / median of the first five after warm-up (10 % of the tasks) − 1; flagged over 10 %. Redis: "
+            "keys and used_memory of the bench database before the first submit → after the last task ended → after "
+            "the result TTL (a few keys of the readiness ping, kept for the default TTL, stay). ",
             Link("Method", methodology_href + "#soak"), "."]))
         out.append(Table(["backend", "ended / submitted", "wall", "worker RSS", "client RSS", "result TTL",
                           "Redis", "flags"], [[[c] for c in row] for row in soak], "soak"))
