@@ -37,13 +37,13 @@ from anytask.testing.workers import WorkerProcess
 
 pytestmark = pytest.mark.timeout(300)
 
-WORK = 1.0  # seconds each fault_work task sleeps
+WORK = 0.5  # seconds each fault_work task sleeps
 N_TASKS = 6  # with 2 slots: 3 rounds, so the fault hits running, prefetched and waiting tasks
 SLOTS = 2
 MAX_DELIVERIES = 2  # the poison test's limit (the default is 3; the URL's max_deliveries sets it)
 # The libraries' "a dead worker's message comes back after ..." timers, short for the test (their
 # defaults are minutes to an hour; docs/reliability.md says why and what they cost).
-REDELIVER_AFTER = 5
+REDELIVER_AFTER = 3
 REDELIVERY_PARAMS = {
     "celery+redis": {"visibility_timeout": str(REDELIVER_AFTER)},
     "dramatiq+redis": {"heartbeat_timeout": str(REDELIVER_AFTER)},
@@ -138,7 +138,7 @@ def fault_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Fau
         yield fb
     finally:
         for w in fb.workers:
-            w.stop(10)
+            w.stop(2)  # SIGTERM, then SIGKILL of the group: nothing of this test's worker is needed any more
         if broker is None or broker.running:
             try:
                 client.adapter.purge(["default"])
@@ -193,7 +193,7 @@ def settle(fb: FaultBackend, handles: dict[str, Any], guarantee: Delivery, redel
     deadline = time.monotonic() + budget
     while time.monotonic() < deadline and not must <= set(fb.count("end")):
         time.sleep(0.2)
-    time.sleep(WORK + 1.0)  # a late duplicate or a late redelivery shows up in this grace
+    time.sleep(WORK + 0.5)  # a late duplicate or a late redelivery shows up in this grace
     ends = fb.count("end")
     return sorted(t for t in tokens if ends[t] == 0), sorted(t for t in tokens if ends[t] > 1)
 

@@ -315,18 +315,38 @@ class ReliableWorker(AnytaskWorker):
         self.maintenance_interval = int(max(1, min(self.maintenance_interval, 60, ht / 2)))
         self.job_monitoring_interval = int(max(1, min(self.job_monitoring_interval, ht / 3)))
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """Trap: an idle RQ worker blocks in BLPOP for worker_ttl - 15 = 405 s and runs maintenance only
+        between two dequeues; wake up every maintenance interval instead."""
+        return int(max(1, min(super().dequeue_timeout, self.maintenance_interval)))
+
     def get_heartbeat_ttl(self, job: Job, elapsed_execution_time: float = 0.0) -> int:
         return int(max(self.job_monitoring_interval + 1, self.heartbeat_timeout))
 
     def clean_registries(self) -> None:
-        for queue in self.queues:  # before RQ's cleanup, which runs right after (under its lock)
-            registry = queue.started_job_registry
-            for job_id in registry.get_expired_job_ids():
+        """RQ's ``Worker.clean_registries`` with two changes: abandoned jobs get one more retry just before
+        RQ's cleanup (which then re-enqueues them), and the per-queue maintenance lock expires after
+        ``max(10, 2 x maintenance_interval)`` s instead of RQ's 899: a worker killed while cleaning would
+        otherwise stop every requeue for 15 minutes."""
+        from rq import worker_registration
+        from rq.registry import clean_registries
+        from rq.utils import now
+
+        ttl = int(max(10, 2 * self.maintenance_interval))
+        for queue in self.queues:
+            if not self.connection.set(queue.registry_cleaning_key, 1, nx=True, ex=ttl):
+                continue
+            for job_id in queue.started_job_registry.get_expired_job_ids():
                 job = queue.fetch_job(job_id)
                 if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
-                    self.connection.hincrby(job.key, "retries_left", 1)  # RQ's cleanup retries it
+                    self.connection.hincrby(job.key, "retries_left", 1)  # RQ's cleanup below retries it
                     self.log.warning("job %s abandoned by a dead worker: requeued (at-least-once)", job_id)
-        super().clean_registries()  # type: ignore[no-untyped-call]
+            clean_registries(queue, self._exc_handlers)
+            worker_registration.clean_worker_registry(queue)
+            queue.intermediate_queue.cleanup(self, queue)
+            queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
 
 
 WORKER_CLASSES = {
