@@ -128,7 +128,10 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anytask", description="One API over Celery, RQ, Dramatiq, Huey and TaskiQ.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="'anytask COMMAND --help' shows each command's options. Log level: "
+                                       "$ANYTASK_LOG (default INFO).\nDocs: README.md and docs/ (periodic.md, "
+                                       "canvas.md, errors.md, reliability.md, capabilities.md).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -145,13 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("url", nargs="?", help="backend URL (see below); default $ANYTASK_URL. Arguments after "
                    "'--' go to the native worker unchanged")
     w.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
-                   help="module(s) that define the tasks; imported before the worker starts")
+                   help="module(s) that define the tasks (and declare the schedules, for --beat), comma-separated "
+                        "or repeated; imported before the worker starts")
     w.add_argument("--concurrency", "-c", type=int, default=2, help="execution slots (processes, threads or "
                    "async slots, as the backend's pool uses; default 2)")
-    w.add_argument("--queues", "-Q", action="append", metavar="QUEUE[,QUEUE]", help="queues to consume (default: default)")
+    w.add_argument("--queues", "-Q", action="append", metavar="QUEUE[,QUEUE]",
+                   help="queues to consume, comma-separated or repeated (default: the queue named 'default'; a "
+                        "Huey worker consumes exactly one)")
     w.add_argument("--config", choices=["defaults", "tuned", "reliable"], default="defaults",
                    help="named configuration: the library's defaults, its documented throughput tuning, or "
-                        "acks-late style reliability (default: defaults)")
+                        "reliable (acks late / requeue where the library can: the delivery each backend declares "
+                        "is in docs/capabilities.md and docs/reliability.md) (default: defaults)")
     w.add_argument("--beat", "-B", action="store_true",
                    help="also fire the anytask.periodic(...) schedules the modules declare (docs/periodic.md); "
                         "any number of workers may run --beat: each fire is claimed once cluster-wide")
@@ -166,14 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=f"{URL_HELP}\n\nexample:\n  anytask beat rq+redis://127.0.0.1:6379/0 --tasks myapp.tasks")
     b.add_argument("url", nargs="?", help="backend URL; default $ANYTASK_URL")
     b.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
-                   help="module(s) that declare the schedules")
+                   help="module(s) that declare the schedules, comma-separated or repeated")
     b.set_defaults(func=cmd_beat)
 
-    d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens")
+    d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens",
+                       description="Through each backend, start a worker, submit add(2, 3), a failing task and 50 "
+                                   "adds, print states, results and timings, and stop the worker. Default URLs use "
+                                   "Redis DBs 9-12 ($ANYTASK_DEMO_REDIS) and RabbitMQ ($ANYTASK_DEMO_AMQP) with "
+                                   "demo_* queue prefixes.")
     d.add_argument("urls", nargs="*", help="backend URLs (default: every backend whose broker answers)")
     d.set_defaults(func=cmd_demo)
 
-    c = sub.add_parser("capabilities", help="print the backend x feature table from the adapters' declarations")
+    c = sub.add_parser("capabilities", help="print the backend x feature table from the adapters' declarations",
+                       description="Print, as Markdown, what every backend does natively, emulates or refuses "
+                                   "(each feature with how or why) and its delivery guarantee, from the adapters' "
+                                   "declarations. docs/capabilities.md is this output; a test fails when it is "
+                                   "stale.")
     c.add_argument("--write", metavar="FILE", nargs="?", const="docs/capabilities.md",
                    help="write the Markdown to FILE (default docs/capabilities.md)")
     c.set_defaults(func=cmd_capabilities)

@@ -145,7 +145,8 @@ def register(sub: Any) -> None:
                         "latency-sporadic, reliability-kill, soak, ...); default per profile")
     r.add_argument("--repeat", type=int, help="repeats (default: the profile's: quick 1, full 3, soak 1)")
     r.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
-    r.add_argument("--configs", help="worker configurations, comma-separated: defaults, tuned, reliable (default: defaults,tuned; "
+    r.add_argument("--configs", help="worker configurations, comma-separated: defaults, tuned, reliable (default: "
+                   "defaults,tuned; "
                         "reliability-* run the configs of their TOML, defaults,reliable, and soak runs defaults)")
     r.add_argument("--modes", help="native,facade (default both; reliability-* and soak run facade only)")
     r.add_argument("--slots", type=int, default=2, help="execution slots per backend (default 2)")
@@ -171,5 +172,6 @@ def register(sub: Any) -> None:
     k.add_argument("--redis-port", type=int, default=6379, help="Redis port (default 6379)")
     k.add_argument("--amqp-port", type=int, default=5672, help="RabbitMQ AMQP port (default 5672)")
     k.add_argument("--via", choices=["auto", "docker", "local"], default="auto",
-                   help="auto: Docker when an engine answers, else local binaries (default); docker or local: only that")
+                   help="auto: Docker when an engine answers, else local binaries (default); docker or local: "
+                        "only that")
     k.set_defaults(func=cmd_brokers)

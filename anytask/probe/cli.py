@@ -53,7 +53,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "probe", help="run small real experiments with each library's own API and write features.json",
         description="Checks every cell of the survey's feature matrices (and its side claims) with an experiment "
-                    "on real brokers or a documented static check. Redis ($ANYTASK_PROBE_REDIS, default 127.0.0.1:6379): "
+                    "on real brokers or a documented static check. Redis ($ANYTASK_PROBE_REDIS, default "
+                    "127.0.0.1:6379): "
                     "DBs 13 and 14 are FLUSHED before and after the run; RabbitMQ: queues 'probe.*'. One run at a "
                     "time. Each probe runs in its own subprocess with a timeout; see docs/probes.md.")
     p.add_argument("--libraries", "-l", action="append", metavar="LIB[,LIB]",
