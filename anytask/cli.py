@@ -77,18 +77,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise AnytaskError(f"no @anytask.task functions found in {', '.join(modules)}")
     client = Client(url)
     schedules = _beat_schedules(client, modules) if args.beat else []
+    native = _native_beat(client, schedules) if args.beat == "native" else None
     if not args.beat and registered_schedules():
         logging.getLogger("anytask").info("%d periodic schedule(s) declared; this worker does not fire them "
                                           "(give one worker --beat, or run 'anytask beat')", len(registered_schedules()))
     options = WorkerOptions(concurrency=args.concurrency, queues=tuple(_split(args.queues) or ["default"]),
-                            config=args.config, extra=tuple(args.extra), beat=bool(schedules))
+                            config=args.config, extra=tuple(args.extra), beat=bool(schedules) and native is None)
     logging.getLogger("anytask").info("starting %s worker with %d task(s)", client.url.masked, len(tasks))
-    beat = client.adapter.start_beat(schedules) if schedules else None
+    beat = client.adapter.start_beat(schedules) if schedules and native is None else None
     try:
+        if native is not None:
+            options = native.prepare(options)
         return client.adapter.run_worker(tasks, options)
     finally:
         if beat is not None:
             beat.stop()
+        if native is not None:
+            native.stop()
+
+
+def _native_beat(client: Client, schedules: Sequence[Schedule]) -> Any:
+    """``--beat native``: the library's own scheduler (adapter.native_beat; docs/periodic.md), translated now."""
+    make = getattr(client.adapter, "native_beat", None)
+    if make is None:
+        raise UnsupportedFeature(client.backend, "the library's own scheduler (--beat native)",
+                                 "this adapter has no native scheduler translation; use --beat (anytask's beat)")
+    return make(schedules)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -159,9 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="named configuration: the library's defaults, its documented throughput tuning, or "
                         "reliable (acks late / requeue where the library can: the delivery each backend declares "
                         "is in docs/capabilities.md and docs/reliability.md) (default: defaults)")
-    w.add_argument("--beat", "-B", action="store_true",
+    w.add_argument("--beat", "-B", nargs="?", const="anytask", choices=("anytask", "native"), default=None,
                    help="also fire the anytask.periodic(...) schedules the modules declare (docs/periodic.md); "
-                        "any number of workers may run --beat: each fire is claimed once cluster-wide")
+                        "any number of workers may run --beat: each fire is claimed once cluster-wide. "
+                        "'--beat native' runs the library's own scheduler instead (celery beat, TaskiQ's "
+                        "scheduler, RQ's CronScheduler, Huey's periodic tasks): run exactly one")
     w.set_defaults(extra=[])
     w.set_defaults(func=cmd_worker)
 

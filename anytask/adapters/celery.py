@@ -45,6 +45,7 @@ from kombu.exceptions import OperationalError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.beat import emulated_how
+from ..facade.schedule import Schedule  # --beat native (native_beat)
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
@@ -250,8 +251,10 @@ class CeleryAdapter(Adapter):
                                          "EXPIRE result_ttl (whole seconds, at least 1)"),
             Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
                 "claim_unique (SET NX on the result Redis)",
-                "Not celery beat: Celery requires a single beat per schedule (two beats fire twice), and beat "
-                "sends with its own ids outside anytask's submit (no submit record, unique key or JSON check)")),
+                "Not celery beat by default: Celery requires a single beat per schedule (two beats fire twice), and "
+                "beat sends with its own ids outside anytask's submit (no submit record, unique key or JSON check). "
+                "Opt-in 'anytask worker --beat native': celery beat embedded in the worker (-B, its schedule file in "
+                "a temp dir), each due entry sent through anytask's submit; run exactly one")),
         },
         needs_worker=True,
         delivery="at-most-once (Celery acks a message when a worker takes it: a task whose worker is killed is lost)",
@@ -798,6 +801,12 @@ class CeleryAdapter(Adapter):
                     return ("wait", wait)
             started = self.redis.eval(_START, 1, key, time.time(), request.retries + 1, int(self.ttl))
         return ("run", None) if started == 1 else ("cancelled", None)
+
+    def native_beat(self, schedules: Sequence[Schedule]) -> Any:
+        """``anytask worker --beat native``: celery beat embedded in the worker (anytask/adapters/celery_beat.py)."""
+        from .celery_beat import CeleryNativeBeat
+
+        return CeleryNativeBeat(self, schedules)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children

@@ -477,8 +477,9 @@ def _capabilities(priority: FeatureSupport) -> Capabilities:
                                        "record (and unique key) gets the same PEXPIRE on its final write"),
             Feature.PERIODIC: emulated(emulated_how(  # anytask/facade/beat.py, docs/periodic.md
                 "claim_unique (SET NX on the state Redis)",
-                "Dramatiq has no scheduler (periodiq / APScheduler are separate packages). anytask worker execs "
-                "Dramatiq's CLI, so --beat runs the beat in the Dramatiq worker process")),
+                "Dramatiq has no scheduler (periodiq / APScheduler are separate packages; '--beat native' is "
+                "refused). anytask worker execs Dramatiq's CLI, so --beat runs the beat in the Dramatiq worker "
+                "process")),
         },
         needs_worker=True,
         delivery="at-least-once (Dramatiq acks after the actor returns; RabbitMQ redelivers a dead worker's "
@@ -800,6 +801,13 @@ class DramatiqAdapter(Adapter):
         the Dramatiq worker process instead (worker_broker, ENV_BEAT)."""
         self._beat_modules = sorted({s.module for s in schedules if s.module})
         return None
+
+    def native_beat(self, schedules: Sequence[Schedule]) -> Any:
+        """``anytask worker --beat native``: Dramatiq has no scheduler of its own."""
+        from ._native_beat import refuse
+
+        raise refuse(self.name, None, "Dramatiq has no scheduler of its own (periodic tasks need a separate "
+                     "package: periodiq, or APScheduler)")
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Replace this process by Dramatiq's CLI (signals and exit code are Dramatiq's own); with config

@@ -43,6 +43,7 @@ from huey.utils import Error as HueyError
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.beat import emulated_how
+from ..facade.schedule import Schedule  # --beat native (native_beat)
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId, credentials_refused
@@ -462,7 +463,9 @@ class HueyAdapter(Adapter):
                 "claim_unique in Huey's storage (Redis SET NX EX; SQLite one BEGIN EXCLUSIVE transaction)",
                 "Not Huey's periodic_task(crontab): the consumer checks it once a minute (no intervals under a "
                 "minute), a periodic task takes no arguments, every consumer with periodic enabled fires it (run "
-                "one), and its runs bypass anytask's submit (no state record)")),
+                "one), and its runs bypass anytask's submit (no state record). Opt-in 'anytask worker --beat "
+                "native': Huey's periodic_task(crontab) whose body submits through anytask (whole-minute cron, "
+                "every= dividing an hour or a day; others refused); run exactly one such consumer")),
         },
         needs_worker=True,
         delivery="at-most-once (Huey removes a message when a worker takes it; a killed worker loses it)",
@@ -835,6 +838,12 @@ class HueyAdapter(Adapter):
         except ValueError as exc:
             raise ConfigurationError(f"huey consumer options: {exc}") from None
         return config
+
+    def native_beat(self, schedules: Sequence[Schedule]) -> Any:
+        """``anytask worker --beat native``: Huey's periodic_task(crontab) fired by the consumer (anytask/adapters/huey_beat.py)."""
+        from .huey_beat import HueyNativeBeat
+
+        return HueyNativeBeat(self, schedules)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend

@@ -43,6 +43,7 @@ from rq.utils import import_attribute
 from ..facade import execution
 from ..facade.adapter import Adapter, WorkerOptions
 from ..facade.beat import emulated_how
+from ..facade.schedule import Schedule  # --beat native (native_beat)
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskNotRegistered
@@ -436,7 +437,9 @@ class RQAdapter(Adapter):
                 "claim_unique (Redis SET NX EX in RQ's Redis)",
                 "Not rq.cron's CronScheduler (rq cron; interval and cron): every running CronScheduler fires on "
                 "its own (run one per cluster), and CronJob.enqueue uses RQ's default pickle serializer and its own "
-                "job ids, outside anytask's JSON submit")),
+                "job ids, outside anytask's JSON submit. Opt-in 'anytask worker --beat native': RQ's CronScheduler "
+                "in a child process (interval whole seconds; cron only with TZ=UTC, RQ uses local time), its "
+                "CronJob.enqueue replaced by anytask's submit; run exactly one")),
         },
         needs_worker=True,
         delivery="at-most-once (a job whose worker dies mid-run is failed as abandoned about 90 s to 10 min "
@@ -699,6 +702,12 @@ class RQAdapter(Adapter):
             return ["worker", *common, "--with-scheduler", *options.extra, *queues]
         # rq worker-pool always starts its workers with the scheduler
         return ["worker-pool", *common, "--num-workers", str(options.concurrency), *options.extra, *queues]
+
+    def native_beat(self, schedules: Sequence[Schedule]) -> Any:
+        """``anytask worker --beat native``: RQ's own CronScheduler in a child process (anytask/adapters/rq_beat.py)."""
+        from .rq_beat import RQNativeBeat
+
+        return RQNativeBeat(self, schedules)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         """Run ``rq worker`` / ``rq worker-pool`` (RQ's click CLI) in this process, where the task

@@ -58,6 +58,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 from ..facade import execution
 from ..facade.adapter import DEFAULT_CONNECT_TIMEOUT, Adapter, WorkerOptions
 from ..facade.beat import emulated_how
+from ..facade.schedule import Schedule  # --beat native (native_beat)
 from ..facade.capabilities import Capabilities, Feature, emulated, native, unsupported
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
@@ -693,7 +694,8 @@ class TaskiqAdapter(Adapter):
                 "claim_unique (SET NX on the state Redis)",
                 "Not TaskiqScheduler: a separate 'taskiq scheduler' process in which every running scheduler "
                 "fires its LabelScheduleSource on its own (run one), kicking with taskiq's ids outside anytask's "
-                "submit")),
+                "submit. Opt-in 'anytask worker --beat native': TaskiQ's SchedulerLoop in a child process "
+                "(interval whole seconds, cron UTC), its on_ready sending through anytask's submit; run exactly one")),
         },
         needs_worker=True,
         delivery="at-least-once (ack after the result is saved: taskiq's default ack_type when_saved; a dead "
@@ -982,6 +984,12 @@ class TaskiqAdapter(Adapter):
         elif options.config == "reliable":
             cmd += ["--max-prefetch", "0"]
         return cmd + list(options.extra)
+
+    def native_beat(self, schedules: Sequence[Schedule]) -> Any:
+        """``anytask worker --beat native``: TaskiQ's own scheduler loop (SchedulerLoop, what `taskiq scheduler` runs) in a child process (anytask/adapters/taskiq_beat.py)."""
+        from .taskiq_beat import TaskiqNativeBeat
+
+        return TaskiqNativeBeat(self, schedules)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         serve_canvas(self.url.raw)  # canvas: continuations are submitted through this backend
