@@ -130,7 +130,10 @@ def cmd_brokers(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    b = sub.add_parser("bench", help="benchmark the backends side by side (native and facade)")
+    b = sub.add_parser("bench", help="benchmark the backends side by side (native and facade)",
+                       description="'anytask bench run --help' for the options; 'anytask bench run --dry-run' prints "
+                                   "the plan and its estimated time. Method: docs/methodology.md; output: "
+                                   "docs/run-json.md; reading the report: docs/report.md.")
     bsub = b.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
     bsub.required = True
     r = bsub.add_parser("run", help="run the benchmark scenarios and write DIR/run.json",
