@@ -113,6 +113,8 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     url, modules, _ = _load_tasks(args, "beat")
     client = Client(url)
+    if args.native:  # the library's own scheduler in the foreground (docs/periodic.md)
+        return int(_native_beat(client, _beat_schedules(client, modules)).run(client.backend))
     beat = Beat(client, _beat_schedules(client, modules))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: beat.stop())
@@ -190,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("url", nargs="?", help="backend URL; default $ANYTASK_URL")
     b.add_argument("--tasks", "-t", action="append", required=True, metavar="MODULE[,MODULE]",
                    help="module(s) that declare the schedules, comma-separated or repeated")
+    b.add_argument("--native", action="store_true",
+                   help="run the library's own scheduler instead (celery beat, TaskiQ's scheduler loop, RQ's "
+                        "CronScheduler); run exactly one. Huey's periodic tasks run in its consumer: use "
+                        "'anytask worker --beat native' there")
     b.set_defaults(func=cmd_beat)
 
     d = sub.add_parser("demo", help="submit a few tasks through every reachable backend and print what happens",

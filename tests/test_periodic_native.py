@@ -26,7 +26,7 @@ from anytask.facade.errors import UnsupportedFeature
 from anytask.facade.schedule import Cron, Schedule, periodic, unregister_schedule
 from anytask.testing import tasks
 from anytask.testing.backends import REDIS, answers, selected_cases
-from anytask.testing.workers import WorkerProcess, stop_process
+from anytask.testing.workers import BeatProcess, WorkerProcess, stop_process
 
 WINDOW = 4.0
 _FIRED = re.compile(r"native scheduler: fired (\S+) as task (\w+)")
@@ -67,8 +67,9 @@ def test_cli_beat_values() -> None:
 
 
 # -- real runs: an every-1-s schedule fired by the library's own scheduler ---------------------------
+@pytest.mark.parametrize("mode", ["worker --beat native", "beat --native"])
 @pytest.mark.parametrize("backend", ["celery+redis", "rq+redis", "taskiq+redis"])
-def test_native_scheduler_runs_every_second_with_its_arguments(backend: str, tmp_path: Path) -> None:
+def test_native_scheduler_runs_every_second_with_its_arguments(backend: str, mode: str, tmp_path: Path) -> None:
     url = _SELECTED.get(backend)
     if url is None:
         pytest.skip(f"{backend} not selected (ANYTASK_TEST_BACKENDS)")
@@ -84,27 +85,35 @@ def test_native_scheduler_runs_every_second_with_its_arguments(backend: str, tmp
         """))
     client = Client(url)
     client.adapter.purge([queue])
-    worker = WorkerProcess(url, tasks=("anytask.testing.tasks", mod), queues=(queue,), concurrency=1,
-                           env={"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH", "")]))})
-    worker.cmd += ["--beat", "native"]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH", "")]))}
+    worker = WorkerProcess(url, tasks=("anytask.testing.tasks", mod), queues=(queue,), concurrency=1, env=env)
+    if mode == "beat --native":  # the scheduler in its own process, beside a worker without --beat
+        scheduler: WorkerProcess = BeatProcess(url, ("anytask.testing.tasks", mod), env=env)
+        scheduler.cmd.append("--native")
+    else:
+        worker.cmd += ["--beat", "native"]
+        scheduler = worker
+    procs = {worker, scheduler}
     try:
-        worker.start()
+        for p in procs:
+            p.start()
         deadline = time.monotonic() + 60
         while not runs.exists() and time.monotonic() < deadline:
-            assert worker.proc is not None and worker.proc.poll() is None, worker.output()
+            assert all(p.proc is not None and p.proc.poll() is None for p in procs), [p.output() for p in procs]
             time.sleep(0.1)
-        assert runs.exists(), "no periodic run within 60 s:\n" + worker.output()
+        assert runs.exists(), "no periodic run within 60 s:\n" + "\n---\n".join(p.output() for p in procs)
         time.sleep(WINDOW + 0.5)
     finally:
-        stop_process(worker.proc, 15)
+        for p in procs:
+            stop_process(p.proc, 15)
         client.adapter.purge([queue])
     lines = [ln.split() for ln in runs.read_text().splitlines() if ln.strip()]
     assert {tok for tok, _ in lines} == {"tick"}, lines  # the declared kwargs arrive
     stamps = sorted(float(ts) for _, ts in lines)
     in_window = [t for t in stamps if t <= stamps[0] + WINDOW]
     assert 2 <= len(in_window) <= WINDOW + 3, f"{len(in_window)} runs in {WINDOW} s: {in_window}"
-    worker.log.flush()
-    fires = [tid for sched, tid in _FIRED.findall(Path(worker.log.name).read_text(errors="replace")) if sched == name]
+    scheduler.log.flush()
+    fires = [tid for sched, tid in _FIRED.findall(Path(scheduler.log.name).read_text(errors="replace")) if sched == name]
     assert len(fires) >= len(lines), f"{len(lines)} runs, {len(fires)} fires logged"
     done = [client.get(tid) for tid in fires]  # every fire is an anytask task: its state is readable by id
     assert sum(r.status is Status.SUCCEEDED for r in done) >= len(in_window) - 1, [r.status for r in done]
@@ -238,6 +247,11 @@ def test_dramatiq_refuses_and_names_periodiq(tmp_path: Path) -> None:
                  "--beat", "native", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "--beat native" in r.stderr and "periodiq" in r.stderr and "no scheduler" in r.stderr, r.stderr
+
+
+def test_huey_beat_native_process_is_refused(tmp_path: Path) -> None:
+    r = _anytask("beat", _huey_url(tmp_path), "--tasks", _declaring_module(tmp_path), "--native", cwd=tmp_path)
+    assert r.returncode == 2 and "runs inside its worker" in r.stderr and "--beat native" in r.stderr, r.stderr
 
 
 def test_huey_sub_minute_is_refused_at_worker_start(tmp_path: Path) -> None:

@@ -109,6 +109,11 @@ class NativeBeat:
         self._proc.start()
         log.info("%s started (pid %s) with %d schedule(s)", name, self._proc.pid, len(self.schedules))
 
+    def run(self, backend: str) -> int:
+        """``anytask beat URL --native``: the scheduler in the foreground until SIGTERM/SIGINT."""
+        raise refuse(backend, None, "this library's scheduler runs inside its worker: use "
+                     "'anytask worker URL --tasks ... --beat native'")
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.is_alive():
             self._proc.terminate()

@@ -69,6 +69,14 @@ class CeleryNativeBeat(NativeBeat):
         extra = ("-B", f"--schedule={self.dir}/celerybeat-schedule")
         return replace(options, extra=(*extra, *options.extra))
 
+    def run(self, backend: str) -> int:
+        """``celery beat`` (its own process, this one) with the same scheduler and a temporary schedule file."""
+        self.prepare(WorkerOptions())
+        try:
+            return int(self.adapter.app.start(["beat", "--loglevel=INFO", f"--schedule={self.dir}/celerybeat-schedule"]) or 0)
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -61,6 +61,10 @@ class RQNativeBeat(NativeBeat):
         self.start_process(self._run, "rq CronScheduler (anytask --beat native)")
         return options
 
+    def run(self, backend: str) -> int:
+        self._run()
+        return 0
+
     def _run(self) -> None:
         scheduler = CronScheduler(connection=self.adapter.redis)
         scheduler._cron_jobs.extend(self.jobs)

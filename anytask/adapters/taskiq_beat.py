@@ -76,6 +76,13 @@ class TaskiqNativeBeat(NativeBeat):
         self.start_process(self._run, "taskiq scheduler (anytask --beat native)")
         return options
 
+    def run(self, backend: str) -> int:
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            pass
+        return 0
+
     def _run(self) -> None:
         scheduler = AnytaskScheduler(self.adapter.conf.broker(), AnytaskSource(self.tasks), self.url, self.schedules)
 
