@@ -322,8 +322,19 @@ def test_poison_message_is_bounded(fault_backend: FaultBackend) -> None:
     _poison_run(fault_backend, "reliable")
 
 
+# In the libraries' defaults a poison message does stop these queues (docs/reliability.md); ``reliable`` fixes it.
+POISON_STOPS_DEFAULTS = {
+    "dramatiq+redis": "Dramatiq's main process exits when a worker process dies (reliable: anytask worker supervises)",
+    "dramatiq+amqp": "Dramatiq's main process exits when a worker process dies (reliable: anytask worker supervises)",
+    "taskiq+redis": "what the killed process had read stays pending on an idle queue (reliable: the reclaimer)",
+}
+
+
 @pytest.mark.slow
-def test_poison_message_defaults(fault_backend: FaultBackend) -> None:
+def test_poison_message_defaults(fault_backend: FaultBackend, request: pytest.FixtureRequest) -> None:
+    why = POISON_STOPS_DEFAULTS.get(fault_backend.case.id)
+    if why:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=why))
     _poison_run(fault_backend, "defaults")
 
 
