@@ -57,7 +57,7 @@ def test_reliability_table_has_a_row_per_record_next_to_the_declared_promise(rea
     cell = f"{huey[4]}: {kill['lost']} lost, {kill['duplicated']} dup"
     assert matrix == [["huey+sqlite", "at-most-once", cell], ["memory", "at-most-once", "n/a"]]
     assert f"| huey+sqlite | at-most-once | {cell} |" in md
-    assert ("huey+sqlite", kill["details"]["delivery"]) in faults.declarations(rd)
+    assert ("huey+sqlite / defaults", kill["details"]["delivery"]) in faults.declarations(rd)
 
 
 def test_soak_table_shows_rss_growth_and_tasks(real_run: Any) -> None:

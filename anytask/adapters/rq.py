@@ -296,6 +296,41 @@ class AnytaskSimpleWorker(_AnytaskWorkerMixin, SimpleWorker):
             signal.pthread_kill(threading.main_thread().ident, STOP_SIGNAL)  # type: ignore[arg-type]
 
 
+class _ReliableQueue(Queue):
+    """RQ's ``Queue`` whose multi-queue dequeue also moves the job into the queue's intermediate list.
+
+    Trap: RQ dequeues from one queue with BLMOVE into ``<queue>:intermediate`` (so a worker killed
+    between the pop and the job's start leaves the job findable), but from several queues with plain
+    BLPOP (the job is then gone if the worker dies in that window). anytask's priority emulation
+    always gives a worker several RQ queues, so the reliable worker takes jobs with LMOVE in queue
+    order and blocks with a short BLMOVE on the last (plain) queue: a job on a priority queue that
+    arrives while the worker is idle waits at most ``IDLE_POLL_S`` longer than on RQ's BLPOP."""
+
+    IDLE_POLL_S = 0.2
+
+    @classmethod
+    def lpop(cls, queue_keys: Sequence[str], timeout: int | None, connection: Any = None) -> Any:
+        if timeout is None or len(queue_keys) < 2:
+            return super().lpop(queue_keys, timeout, connection=connection)
+        from rq.exceptions import DequeueTimeout
+        from rq.intermediate_queue import IntermediateQueue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            for key in queue_keys:
+                job_id = connection.lmove(key, IntermediateQueue.get_intermediate_queue_key(key), "LEFT", "RIGHT")
+                if job_id is not None:
+                    return key, job_id
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, queue_keys)
+            key = queue_keys[-1]
+            job_id = connection.blmove(key, IntermediateQueue.get_intermediate_queue_key(key),
+                                       min(left, cls.IDLE_POLL_S), "LEFT", "RIGHT")
+            if job_id is not None:
+                return key, job_id
+
+
 class ReliableWorker(AnytaskWorker):
     """``AnytaskWorker`` for at-least-once delivery (Delivery and faults, issue 7; docs/adapters/rq.md).
 
@@ -312,9 +347,42 @@ class ReliableWorker(AnytaskWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue_class = _ReliableQueue  # after RQ's CLI passed its own (rq.Queue) to the constructor
         ht = self.heartbeat_timeout
         self.maintenance_interval = int(max(1, min(self.maintenance_interval, 60, ht / 2)))
         self.job_monitoring_interval = int(max(1, min(self.job_monitoring_interval, ht / 3)))
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ removes the job from its intermediate list only when the worker has one queue; this
+        # worker moves it there on every dequeue (_ReliableQueue), so always.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def _requeue_stuck(self, queue: Queue) -> None:
+        """Put back at the head of its queue a job a dead worker popped but never started.
+
+        RQ's own cleanup *fails* such a job after a minute ("stuck in intermediate queue"). Here a job
+        seen in the intermediate list, not started, at two maintenance passes ``heartbeat_timeout`` s
+        apart goes back to the queue (a live worker starts a job milliseconds after its pop)."""
+        from rq.utils import now
+
+        iq = queue.intermediate_queue
+        for job_id in iq.get_job_ids():
+            if job_id in queue.started_job_registry:
+                continue
+            if queue.fetch_job(job_id) is None:
+                iq.remove(job_id)
+                continue
+            if iq.set_first_seen(job_id):
+                continue
+            first = iq.get_first_seen(job_id)
+            if first is not None and (now() - first).total_seconds() >= self.heartbeat_timeout:
+                with self.connection.pipeline() as pipe:
+                    pipe.lrem(iq.key, 1, job_id)
+                    pipe.lpush(queue.key, job_id)
+                    pipe.delete(iq.get_first_seen_key(job_id))
+                    pipe.execute()
+                self.log.warning("job %s popped by a dead worker before it started: requeued (at-least-once)",
+                                 job_id)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -345,7 +413,7 @@ class ReliableWorker(AnytaskWorker):
                     self.log.warning("job %s abandoned by a dead worker: requeued (at-least-once)", job_id)
             clean_registries(queue, self._exc_handlers)
             worker_registration.clean_worker_registry(queue)
-            queue.intermediate_queue.cleanup(self, queue)
+            self._requeue_stuck(queue)
             queue.release_maintenance_lock()
         self.last_cleaned_at = now()
 

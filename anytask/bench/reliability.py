@@ -115,15 +115,16 @@ def _record(sc: Scenario, target: Target, cfg: str, slots: int, **kw: Any) -> Re
 
 
 def not_applicable(sc: Scenario, target: Target, cfg: str, slots: int, why: str) -> Record:
-    return _record(sc, target, cfg, slots, error=why, flags=("not-applicable",), details={"delivery": _declared(target)})
+    return _record(sc, target, cfg, slots, error=why, flags=("not-applicable",),
+                   details={"delivery": _declared(target, cfg)})
 
 
-def _declared(target: Target) -> str | None:
-    """The backend's declared delivery guarantee (Capabilities.delivery), without connecting."""
+def _declared(target: Target, cfg: str) -> str | None:
+    """The backend's declared delivery guarantee in ``cfg`` (Capabilities.delivery_text), without connecting."""
     try:
         from anytask.facade.backends import BACKENDS, load_adapter_class
 
-        return str(load_adapter_class(BACKENDS[target.id]).capabilities.delivery)
+        return str(load_adapter_class(BACKENDS[target.id]).capabilities.delivery_text(cfg))
     except Exception:  # noqa: BLE001 - description only
         return None
 
@@ -146,6 +147,9 @@ def measure(st: Any, sc: Scenario, target: Target, cfg: str, owned: OwnedBrokers
             broker = owned.for_target(target)
             iso = replace(iso, redis=f"127.0.0.1:{broker.port}", redis_db=0) if target.transport == "redis" \
                 else replace(iso, amqp=broker.amqp)
+        timers = reliable_timers(sc, target, cfg)
+        if timers:
+            iso = replace(iso, url_params=timers)
     except Exception as exc:  # noqa: BLE001 - no broker binary: say so in the record
         return _record(sc, target, cfg, slots, error=f"test-owned broker: {type(exc).__name__}: {exc}"[:2000],
                        flags=("error",))
@@ -158,7 +162,7 @@ def measure(st: Any, sc: Scenario, target: Target, cfg: str, owned: OwnedBrokers
     try:
         driver = FacadeDriver(setup)
         st.run.configs[f"{target.id}/{cfg}/facade"] = driver.describe()
-        delivery = str(driver.client.capabilities.delivery)
+        delivery = str(driver.client.capabilities.delivery_text(cfg))  # the promise of this configuration
         if target.uses_redis():
             flush_redis(iso)
         driver.purge()
@@ -183,6 +187,20 @@ def measure(st: Any, sc: Scenario, target: Target, cfg: str, owned: OwnedBrokers
     name = results.raw_name(rec)
     results.write_raw(st.opts.out_dir, name, out["bids"], out["stamps"])
     return replace(rec, raw=name)
+
+
+def reliable_timers(sc: Scenario, target: Target, cfg: str) -> str:
+    """URL parameters the scenario sets for ``cfg`` on this backend (``[params.<cfg>_url]``).
+
+    The libraries that give a dead worker's messages back only after a timer (kombu's
+    visibility_timeout, 1 h; Dramatiq's and RQ's worker heartbeats, 60/90 s; taskiq-redis's
+    idle_timeout, 600 s) cannot show redelivery within a deadline of seconds with their defaults.
+    The scenario declares shorter timers for the ``reliable`` configuration (safe for its 50 ms
+    tasks: a timer shorter than a task's run time would deliver a running task twice) and the
+    record's config shows them.
+    """
+    table = sc.param(f"{cfg}_url", {}) or {}
+    return str(table.get(target.id, "")) if isinstance(table, dict) else ""
 
 
 def count(bids: list[str], stamps: dict[str, TaskStamps]) -> dict[str, int]:

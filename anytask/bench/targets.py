@@ -34,6 +34,7 @@ class Isolation:
     redis: str = REDIS
     amqp: str = AMQP
     redis_db: int = REDIS_DB
+    url_params: str = ""  # extra URL parameters for the facade URL (e.g. a scenario's redelivery timers)
 
     @property
     def queue(self) -> str:
@@ -69,6 +70,12 @@ class Target:
         return self.transport in ("redis", "amqp")  # AMQP backends keep results in Redis
 
     def facade_url(self, iso: Isolation, slots: int) -> str:
+        url = self._facade_url(iso, slots)
+        if iso.url_params:
+            url += ("&" if "?" in url else "?") + iso.url_params
+        return url
+
+    def _facade_url(self, iso: Isolation, slots: int) -> str:
         r, a = iso.redis, iso.amqp
         db = iso.redis_db
         if self.id == "memory":

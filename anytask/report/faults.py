@@ -72,30 +72,39 @@ def reliability_matrix(data: RunData) -> tuple[list[str], list[list[str]]]:
     cols = sorted({(str((r.get("details") or {}).get("fault") or str(r.get("scenario")).removeprefix("reliability-")),
                     str(r.get("config"))) for r in recs}, key=lambda c: (c[0], c[1] != "defaults", c[1]))
     cells: dict[tuple[str, str, str], str] = {}
-    promise: dict[str, str] = {}
+    promise: dict[str, dict[str, str]] = {}
     for r in recs:
         d = r.get("details") or {}
         b = str(r.get("backend"))
         fault = str(d.get("fault") or str(r.get("scenario")).removeprefix("reliability-"))
         if d.get("delivery"):
-            promise[b] = short_promise(d["delivery"])
+            promise.setdefault(b, {})[str(r.get("config"))] = short_promise(d["delivery"])
         if r.get("error"):
             cell = "n/a" if "not-applicable" in (r.get("flags") or ()) else "error"
         else:
             cell = f"{_yes(r.get('at_least_once_held'))}: {r.get('lost', 0)} lost, {r.get('duplicated', 0)} dup"
         cells[(b, fault, str(r.get("config")))] = cell
     backends = sorted({b for b, _, _ in cells})
-    rows = [[b, promise.get(b, "—"), *[cells.get((b, f, c), "—") for f, c in cols]] for b in backends]
+    rows = [[b, _promises(promise.get(b, {})), *[cells.get((b, f, c), "—") for f, c in cols]] for b in backends]
     return [f"{f} / {c}" for f, c in cols], rows
 
 
+def _promises(by_config: dict[str, str]) -> str:
+    """``at-most-once`` when every configuration promises the same, else ``defaults: …; reliable: …``."""
+    if not by_config:
+        return "—"
+    if len(set(by_config.values())) == 1:
+        return next(iter(by_config.values()))
+    return "; ".join(f"{c}: {p}" for c, p in sorted(by_config.items(), key=lambda t: (t[0] != "defaults", t[0])))
+
+
 def declarations(data: RunData) -> list[tuple[str, str]]:
-    """(backend, declared delivery text) as recorded with the reliability records."""
+    """(backend / config, declared delivery text) as recorded with the reliability records."""
     out: dict[str, str] = {}
     for _, r in _records(data, lambda s: s.startswith("reliability-")):
         d = r.get("details") or {}
         if d.get("delivery"):
-            out[str(r.get("backend"))] = str(d["delivery"])
+            out[f"{r.get('backend')} / {r.get('config')}"] = str(d["delivery"])
     return sorted(out.items())
 
 
@@ -142,7 +151,7 @@ def blocks(data: RunData, methodology_href: str) -> list[Any]:
             "worker started again; restart = restart of a test-owned persistent broker (never the shared one). "
             "Counted per task id from the workers' stamp files: ", Strong("at-least-once held"),
             " = no task lost by the deadline; lost = never ended; dup = ended more than once. Promise = the "
-            "backend's capability declaration (delivery of its default configuration; full text below). A "
+            "backend's capability declaration for each configuration (full text below). A "
             "library that gives a dead worker's messages back only after a timeout longer than the deadline "
             "shows them as lost. ", Link("Method", methodology_href + "#reliability-scenarios"), "."]))
         out.append(Table(["backend", "promise (declared)", *heads], [[[c] for c in row] for row in matrix],
