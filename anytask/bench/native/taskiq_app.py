@@ -102,8 +102,15 @@ class NativeDriver(NativeBase):
     def wait(self, handle: Any, timeout: float) -> bool:
         from taskiq.exceptions import TaskiqResultTimeoutError
 
+        from taskiq.task import AsyncTaskiqTask
+
+        # Trap: a handle keeps the result backend of the driver that submitted it, and that backend's
+        # redis.asyncio pool belongs to that driver's event loop; waiting on it from another driver's
+        # loop (the latency-steady waiter) fails ("Cannot find out if the task is ready"). Re-bind the
+        # id to this driver's own backend.
+        own = AsyncTaskiqTask(handle.task_id, self.broker.result_backend)
         try:
-            self.call(handle.wait_result(check_interval=self.interval, timeout=timeout))
+            self.call(own.wait_result(check_interval=self.interval, timeout=timeout))
             return True
         except TaskiqResultTimeoutError:
             return False
