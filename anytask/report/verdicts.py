@@ -341,6 +341,8 @@ def rankings(data: RunData) -> dict[str, list[Ranked]]:
     for the tuned configuration (defaults where tuned was not run), both modes."""
     out: dict[str, list[Ranked]] = {}
     for scenario in data.scenarios:
+        if scenario.startswith("reliability-") or scenario == "soak":
+            continue  # counts of lost/duplicated tasks, not a speed: their own tables rank nothing
         rows: list[Ranked] = []
         for g in data.where(scenario=scenario):
             if scenario == "scale" and g.workers != max(x.workers for x in data.scale_groups(g.backend, g.config,
