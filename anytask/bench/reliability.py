@@ -161,7 +161,7 @@ def measure(st: Any, sc: Scenario, target: Target, cfg: str, owned: OwnedBrokers
     driver = None
     try:
         driver = FacadeDriver(setup)
-        st.run.configs[f"{target.id}/{cfg}/facade"] = driver.describe()
+        st.run.configs[f"{target.id}/{cfg}/facade/{sc.name}"] = driver.describe()
         delivery = str(driver.client.capabilities.delivery_text(cfg))  # the promise of this configuration
         if target.uses_redis():
             flush_redis(iso)
@@ -182,7 +182,8 @@ def measure(st: Any, sc: Scenario, target: Target, cfg: str, owned: OwnedBrokers
             except Exception:  # noqa: BLE001, S110 - the next measurement flushes again
                 pass
     out["fields"]["details"]["delivery"] = delivery
-    rec = _record(sc, target, cfg, slots, pool=str(st.run.configs[f"{target.id}/{cfg}/facade"].get("pool", "")),
+    described = st.run.configs[f"{target.id}/{cfg}/facade/{sc.name}"]
+    rec = _record(sc, target, cfg, slots, pool=str(described.get("pool", "")),
                   **out.pop("fields"))
     name = results.raw_name(rec)
     results.write_raw(st.opts.out_dir, name, out["bids"], out["stamps"])

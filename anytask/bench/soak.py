@@ -178,7 +178,7 @@ def measure(st: Any, sc: Scenario, target: Target) -> Record:
     details: dict[str, Any] = {"result_ttl": ttl}
     try:
         driver = FacadeDriver(Setup(target, CONFIG, slots, iso, sdir, logs))
-        st.run.configs[f"{target.id}/{CONFIG}/facade"] = driver.describe()
+        st.run.configs[f"{target.id}/{CONFIG}/facade/{sc.name}"] = driver.describe()
         from anytask.facade.capabilities import Feature
 
         if driver.client.capabilities.supports(Feature.RESULT_TTL):
@@ -276,6 +276,6 @@ def measure(st: Any, sc: Scenario, target: Target) -> Record:
     return Record(scenario=sc.name, backend=target.id, config=CONFIG, mode="facade", repeat=1, n=details["submitted"],
                   completed=min(details["ends"], details["submitted"]),
                   lost=max(0, details["submitted"] - details["ends"]), slots=slots,
-                  pool=str(st.run.configs[f"{target.id}/{CONFIG}/facade"].get("pool", "")),
+                  pool=str(st.run.configs[f"{target.id}/{CONFIG}/facade/{sc.name}"].get("pool", "")),
                   throughput=details.get("throughput"), rss_mb=wk.get("peak_mb"), flags=tuple(flags),
                   details=details)
