@@ -50,9 +50,9 @@ class MemoryAdapter(Adapter):
             **{f: unsupported("not wired in anytask yet for memory://") for f in (
                 Feature.PRIORITY, Feature.CANCEL,
                 Feature.RATE_LIMIT, Feature.UNIQUE, Feature.RESULT_TTL)},
-            Feature.PERIODIC: unsupported("memory:// has no worker process for 'anytask worker --beat' to run beside, "
-                                          "and anytask's beat claims each fire with claim_unique, which memory:// "
-                                          "does not implement"),
+            Feature.PERIODIC: unsupported("memory:// runs tasks inside the submitting process: there is no worker "
+                                          "process for 'anytask worker --beat' to run beside, and a beat in another "
+                                          "process could not reach this process's queue"),
         },
         needs_worker=False,
         delivery="at-most-once (in-process: lost if the process dies)",
