@@ -45,5 +45,7 @@ __all__ += ["Schedule", "periodic", "registered_schedules"]
 # -- canvas: chain, group, chord (docs/canvas.md) --
 from .canvas import Chain, Chord, Group, Signature, chain, chord, group  # noqa: E402
 from .canvas_handles import ChainHandle, ChordHandle, GroupHandle  # noqa: E402
+from .continuation import ContinuationError  # noqa: E402
 
-__all__ += ["Chain", "ChainHandle", "Chord", "ChordHandle", "Group", "GroupHandle", "Signature", "chain", "chord", "group"]
+__all__ += ["Chain", "ChainHandle", "Chord", "ChordHandle", "ContinuationError", "Group", "GroupHandle", "Signature",
+            "chain", "chord", "group"]
