@@ -31,6 +31,9 @@ def delete_amqp(amqp_url: str, marker: str) -> dict[str, list[str]]:
         return found
     import pika
 
+    from .native.base import quiet_missing_queue_warnings
+
+    quiet_missing_queue_warnings()
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         for kind, names in found.items():

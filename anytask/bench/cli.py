@@ -37,6 +37,9 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 
     if "ANYTASK_LOG" not in os.environ:  # pika/kombu INFO lines would tear up the progress display
         logging.getLogger().setLevel(logging.WARNING)
+        from .native.base import quiet_missing_queue_warnings
+
+        quiet_missing_queue_warnings()  # the cleanup's deletes of queues already gone
     _interrupt_on_signals()
 
     profile = scenarios.PROFILES[args.profile]

@@ -51,11 +51,20 @@ class NativeBase(Driver):
         return env
 
 
+def quiet_missing_queue_warnings() -> None:
+    """Deleting a queue that is already gone makes RabbitMQ close the channel (404) and pika log a
+    WARNING per queue on ``pika.channel``: expected during cleanup, so not shown to the user."""
+    import logging
+
+    logging.getLogger("pika.channel").setLevel(logging.ERROR)
+
+
 def delete_amqp_queues(amqp_url: str, names: list[str]) -> None:
     """Delete this run's queues on RabbitMQ (isolation: nothing left behind). Best effort."""
     try:
         import pika
 
+        quiet_missing_queue_warnings()
         conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
         try:
             for name in names:
