@@ -107,6 +107,11 @@ def _grouped_bars(ax: Any, backends: list[str], series: list[tuple[str, dict[str
     ax.margins(y=0.25)
 
 
+def _layout(fig: Any, title_lines: int = 1) -> None:
+    """tight_layout that leaves the figure's suptitle its own band (it overlapped the first axes' title)."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.2 * title_lines) / fig.get_figheight()))
+
+
 def _stats_by(data: RunData, scenario: str, config: str, mode: str, getter: Callable[[dict[str, Any]], Any],
               backends: list[str]) -> dict[str, Stat | None]:
     out: dict[str, Stat | None] = {}
@@ -139,7 +144,7 @@ def chart_throughput(plt: Any, data: RunData, path: str) -> str:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.suptitle(f"{TITLES['throughput']} — {data.run.get('slots', '?')} slots per backend on "
                  f"{data.cpu_count} cores", fontsize=12)
-    fig.tight_layout()
+    _layout(fig, title_lines=1)
     return _save(fig, path)
 
 
@@ -169,7 +174,7 @@ def chart_latency(plt: Any, data: RunData, path: str) -> str:
         ax.set_title(f"{sc} ({cfg} config): latency percentiles\n{_n_text([g for _, g in rows])}", fontsize=10)
         ax.legend(loc="upper left")
     fig.suptitle(TITLES["latency"], fontsize=12)
-    fig.tight_layout()
+    _layout(fig, title_lines=1)
     return _save(fig, path)
 
 
@@ -203,7 +208,7 @@ def chart_latency_breakdown(plt: Any, data: RunData, path: str) -> str:
         ax.legend(loc="upper left")
         ax.margins(y=0.15)
     fig.suptitle(TITLES["latency_breakdown"], fontsize=12)
-    fig.tight_layout()
+    _layout(fig, title_lines=1)
     return _save(fig, path)
 
 
@@ -235,7 +240,7 @@ def chart_resources(plt: Any, data: RunData, path: str) -> str:
     axes[0, 0].set_title(f"{sc}: sampled every 0.25 s during the drain (psutil); memory:// runs in the producer "
                          f"(no worker tree)\n{_n_text(groups)}", fontsize=10)
     fig.suptitle(TITLES["resources"], fontsize=12)
-    fig.tight_layout()
+    _layout(fig, title_lines=1)
     return _save(fig, path)
 
 
@@ -272,7 +277,7 @@ def chart_scale(plt: Any, data: RunData, path: str) -> str:
     fig.suptitle(f"{TITLES['scale']}: throughput vs worker processes (noop; solid native, dashed facade)\n"
                  f"{_n_text(groups, whiskers=False).replace('bars: median over repeats', 'points: median, whiskers: min–max')}",
                  fontsize=11)
-    fig.tight_layout()
+    _layout(fig, title_lines=2)
     return _save(fig, path)
 
 
@@ -315,7 +320,7 @@ def chart_facade_overhead(plt: Any, data: RunData, path: str) -> str:
         ax.legend(loc="upper right")
         ax.margins(y=0.2)
     fig.suptitle(TITLES["facade_overhead"], fontsize=12)
-    fig.tight_layout()
+    _layout(fig, title_lines=1)
     return _save(fig, path)
 
 
