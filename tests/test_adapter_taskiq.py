@@ -563,3 +563,39 @@ def test_redis_message_of_a_killed_worker_is_redelivered() -> None:
             assert h.result(timeout=30) == "survived"
             assert h.get().attempts == 1  # a redelivery is not a retry
         client.adapter.purge(["default"])
+
+
+def test_acked_stream_entries_are_deleted() -> None:
+    """Trap (soak): taskiq-redis acknowledges with XACK alone, so the stream kept every message ever sent.
+    anytask's broker deletes each entry as it acks it: after the tasks end, the stream is empty and
+    nothing is pending, while a message no worker has read yet stays."""
+    import redis
+
+    url = CASES["taskiq+redis"]
+    reason = unreachable(BackendCase("taskiq+redis", url))
+    if reason:
+        pytest.skip(reason)
+    conf = tq._Conf(parse_url(url))
+    r = redis.Redis.from_url(conf.url.broker_url)
+    queue = f"xdel-{uuid.uuid4().hex[:8]}"
+    client = anytask.connect(url)
+    try:
+        handles = [client.submit(tasks.add.using(queue=queue), i, 1) for i in range(20)]
+        streams = conf.streams([queue])
+        assert sum(r.xlen(s) for s in streams) == 20  # written, not read yet: kept
+        worker = WorkerProcess(url, tasks=("anytask.testing.tasks",), concurrency=2, queues=(queue,)).start()
+        try:
+            assert [h.result(timeout=60) for h in handles] == [i + 1 for i in range(20)]
+            deadline = time.monotonic() + 10
+            while sum(r.xlen(s) for s in streams) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the ack follows the result write
+            assert sum(r.xlen(s) for s in streams) == 0, {s: r.xlen(s) for s in streams}
+            for s in streams:
+                for group in r.xinfo_groups(s) if r.exists(s) else []:
+                    assert group["pending"] == 0, (s, group)
+        finally:
+            assert worker.stop() == 0, worker.output()
+    finally:
+        client.adapter.purge([queue])
+        r.delete(*conf.streams([queue]))
+        client.close()
