@@ -14,6 +14,7 @@ import redis
 
 from ..facade.errors import ConfigurationError
 from ..facade.execution import DEFAULT_MAX_DELIVERIES, install_delivery_guard
+from ..facade.patience import patiently
 from ..facade.state import DEFAULT_TTL
 from ..facade.url import BackendURL
 
@@ -62,14 +63,22 @@ class RedisDeliveryCounter:
         return self._client  # type: ignore[no-any-return]
 
     def begin(self, task_id: str) -> int:
-        with self.client.pipeline() as pipe:
-            pipe.incr(self.prefix + task_id)
-            pipe.expire(self.prefix + task_id, self.ttl)
-            n, _ = pipe.execute()
-        return int(n)
+        def incr() -> int:
+            with self.client.pipeline() as pipe:
+                pipe.incr(self.prefix + task_id)
+                pipe.expire(self.prefix + task_id, self.ttl)
+                n, _ = pipe.execute()
+            return int(n)
+
+        # a start during a store restart waits for it (a refused connection ran nothing: no double count)
+        return patiently(incr, f"counting a start of task {task_id}", retry_on=_DOWN)
 
     def end(self, task_id: str) -> None:
-        self.client.delete(self.prefix + task_id)
+        patiently(lambda: self.client.delete(self.prefix + task_id), f"clearing the start count of task {task_id}",
+                  retry_on=_DOWN)
+
+
+_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 def install_redis_guard(url: BackendURL, redis_url: str, namespace: str, connect_timeout: float) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from ..facade.errors import BrokerUnavailable, credentials_refused
+from ..facade.patience import FIRST_PAUSE, MAX_PAUSE, WORKER_PATIENCE
 from ..facade.url import mask
 
 
@@ -37,6 +38,27 @@ def connect(url: str, timeout: float, read_timeout: float | None = None) -> redi
     return redis.Redis.from_url(url, socket_connect_timeout=timeout,
                                 socket_timeout=max(timeout, 5.0) if read_timeout is None else read_timeout,
                                 health_check_interval=30)
+
+
+def patient_redis_options(patience: float = WORKER_PATIENCE) -> dict[str, Any]:
+    """redis-py connection options for a worker's writes that a library makes on its own (Dramatiq's
+    Results, Huey's results): redis-py's own Retry reconnects with exponential backoff (0.1 s doubling
+    to 5 s) for about ``patience`` seconds while Redis does not answer, so a task ending during a
+    restart keeps its end. Clients never get these (they must fail within the URL's timeout)."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    retries, waited, pause = 0, 0.0, FIRST_PAUSE
+    while waited < patience:
+        retries, waited, pause = retries + 1, waited + pause, min(pause * 2, MAX_PAUSE)
+    return {"retry": Retry(ExponentialBackoff(cap=MAX_PAUSE, base=FIRST_PAUSE), retries),
+            "retry_on_error": [redis.ConnectionError, redis.TimeoutError]}
+
+
+def patient_redis(url: str, timeout: float, patience: float = WORKER_PATIENCE) -> redis.Redis:
+    """A worker's client with :func:`patient_redis_options`."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0),
+                                health_check_interval=30, **patient_redis_options(patience))
 
 
 class RedisStateStore:

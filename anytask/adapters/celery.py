@@ -812,6 +812,10 @@ class CeleryAdapter(Adapter):
         signals.task_prerun.connect(self._on_prerun, weak=False)  # inherited by the forked pool children
         # BRPOP waits 1 s per poll: give the worker's reads more slack
         self.app.conf.broker_transport_options = self._transport_options(max(self.connect_timeout, 10.0))
+        # A task ending while Redis restarts keeps its end (issue 7): Celery's own switch retries the
+        # result writes; each write already retries ~20 s (the Redis backend's retry_policy), so two
+        # more attempts make about WORKER_PATIENCE s. A client never waits like this.
+        self.app.conf.update(result_backend_always_retry=True, result_backend_max_retries=2)
         if options.config == "reliable":
             self.app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
             # delivery guard (issue 7): a message of a lost worker comes back; a poison one not for ever

@@ -69,12 +69,13 @@ from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import (BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId,
                               credentials_refused, refused_credentials)
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
+from ..facade.patience import WORKER_PATIENCE
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate, registered_tasks
 from ..facade.url import BackendURL, mask, parse_url
 from ._delivery import install_redis_guard, seconds_param
-from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors
+from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors, patient_redis
 from ._redis_state import connect as redis_connect
 
 logger = logging.getLogger("anytask.dramatiq")
@@ -548,8 +549,10 @@ class DramatiqAdapter(Adapter):
         retries = Retries(max_retries=0)  # Dramatiq's default is 20; each message carries its own
         time_limit = TimeLimit(time_limit=float("inf"))  # Dramatiq's default is 600000 ms (10 minutes)
         store = RedisStateStore(redis_connect(self.result_url, self.connect_timeout), STATE_PREFIX, self.result_url)
-        backend = RedisBackend(url=self.result_url, namespace=RESULT_NAMESPACE, encoder=JSONEncoder(),
-                               use_namespace_prefix_keys=True)
+        # A task ending while Redis restarts still gets its state and result: the worker's writes wait
+        # out the outage (anytask's patience for the record, redis-py's own Retry for Dramatiq's Results).
+        backend = RedisBackend(client=patient_redis(self.result_url, self.connect_timeout), namespace=RESULT_NAMESPACE,
+                               encoder=JSONEncoder(), use_namespace_prefix_keys=True)
         middleware = [
             AgeLimit(),
             time_limit,
@@ -559,7 +562,7 @@ class DramatiqAdapter(Adapter):
             retries,
             CurrentMessage(),
             AsyncIO(),
-            StateMiddleware(recorder := Recorder(store), retries, time_limit),
+            StateMiddleware(recorder := Recorder(store, patience=WORKER_PATIENCE), retries, time_limit),
             Results(backend=backend, store_results=True, result_ttl=RESULT_TTL_MS),  # type: ignore[no-untyped-call]
         ]
         broker: Any

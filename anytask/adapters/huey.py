@@ -48,6 +48,7 @@ from ..facade.capabilities import Capabilities, Feature, emulated, native, unsup
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, TaskNotRegistered, UnknownTaskId, credentials_refused
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
+from ..facade.patience import WORKER_PATIENCE
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, parse_rate
@@ -483,6 +484,7 @@ class HueyAdapter(Adapter):
         self._registered: set[tuple[str, str]] = set()
         self._state_storage: BaseStorage | None = None
         self._pool: Any = None
+        self._consumer = False  # run_worker: this process is a Huey consumer (patient Redis writes)
         self._local = threading.local()
         self.store = HueyStateStore(_LazyStorage(self), is_redis=url.transport == "redis", default_ttl=self.ttl,
                                     on_expired=self._drop_native_result)
@@ -512,9 +514,16 @@ class HueyAdapter(Adapter):
     def _redis_pool(self) -> Any:
         if self._pool is None:
             t = self.connect_timeout
-            # No redis-py retries: a dead broker answers within the connect timeout.
+            # A client gets no redis-py retries: a dead broker answers within the connect timeout. The
+            # consumer's do (redis-py's own Retry, about WORKER_PATIENCE s): Huey's end-of-task writes
+            # (revoke flag, result) raise out of Huey's _execute before any hook runs, so a task ending
+            # while Redis restarts would otherwise stay RUNNING for ever.
+            from ._redis_state import patient_redis_options  # (redis-py: huey+redis only)
+
+            patience = patient_redis_options() if self._consumer else {}
             self._pool = redis.ConnectionPool.from_url(self.url.broker_url, socket_connect_timeout=t,
-                                                       socket_timeout=max(t, 5.0), health_check_interval=30)
+                                                       socket_timeout=max(t, 5.0), health_check_interval=30,
+                                                       **patience)
         return self._pool
 
     def _new_storage_kwargs(self) -> dict[str, Any]:
@@ -719,7 +728,11 @@ class HueyAdapter(Adapter):
         return run
 
     def _connect_hooks(self, h: Huey) -> None:
-        rec = self.recorder
+        # the consumer's writes wait out a short outage of the storage (a task's end is not lost)
+        retry_on: tuple[type[BaseException], ...] = (BrokerUnavailable, sqlite3.OperationalError)
+        if redis is not None:
+            retry_on += (redis.ConnectionError, redis.TimeoutError)
+        rec = Recorder(self.store, ttl=self.ttl, patience=WORKER_PATIENCE, retry_on=retry_on)
         store = self.store
         local = self._local
 
@@ -853,6 +866,9 @@ class HueyAdapter(Adapter):
                 "Start one worker per queue (e.g. --queues default and --queues emails)")
         config = self.consumer_config(options)
         queue = options.queues[0]
+        if not self._consumer:
+            self.close()  # storages opened before (by a client) have no patience
+            self._consumer = True
         h = self.huey(queue)
         for t in tasks:
             self._register(h, t, self._native_function(t))

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from ..facade.capabilities import Capabilities, Feature, emulated, native, unsup
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, ResultTimeout, TaskNotRegistered
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
+from ..facade.patience import patiently
 from ..facade.state import DEFAULT_TTL
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate
@@ -268,7 +269,23 @@ class _AnytaskWorkerMixin:
         if job.id in _skipped:
             _skipped.discard(job.id)
             self._stopped_job_id = job.id  # RQ then marks it STOPPED and never retries it
-        super().handle_job_failure(job, queue, *args, **kwargs)  # type: ignore[misc]
+        _patiently(lambda: super(_AnytaskWorkerMixin, self).handle_job_failure(job, queue, *args, **kwargs),  # type: ignore[misc]
+                   f"recording the failure of job {job.id}")
+
+    # A job ending while Redis restarts: RQ's end-of-job writes raise ConnectionError, the work horse
+    # exits and the job stays "started" for ever (seen in the broker-restart fault test). These writes
+    # are retried for up to WORKER_PATIENCE s instead (they are RQ's own, idempotent pipelines).
+    def handle_execution_ended(self, *args: Any, **kwargs: Any) -> None:
+        _patiently(lambda: super(_AnytaskWorkerMixin, self).handle_execution_ended(*args, **kwargs),  # type: ignore[misc]
+                   "ending an execution")
+
+    def handle_job_success(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        _patiently(lambda: super(_AnytaskWorkerMixin, self).handle_job_success(job, *args, **kwargs),  # type: ignore[misc]
+                   f"recording the success of job {job.id}")
+
+
+def _patiently(write: Callable[[], None], what: str) -> None:
+    patiently(write, what, retry_on=(redis.ConnectionError, redis.TimeoutError))
 
 
 class AnytaskWorker(_AnytaskWorkerMixin, Worker):

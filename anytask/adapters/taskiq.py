@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NoReturn, TypeVar
 
@@ -63,6 +63,7 @@ from ..facade.capabilities import Capabilities, Feature, emulated, native, unsup
 from ..facade.continuation import emulated_canvas, serve_canvas
 from ..facade.errors import BrokerUnavailable, ConfigurationError, UnsupportedFeature, credentials_refused, refused_credentials
 from ..facade.records import CancelOutcome, CancelResult, ErrorInfo, Message, TaskResult
+from ..facade.patience import patiently
 from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate
@@ -340,9 +341,23 @@ class _StateMiddleware(SmartRetryMiddleware):
         _message.set(message)  # same asyncio task as run_task; copied into the sync-task thread
         return message
 
-    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        if self.recorder is not None and not result.is_err:
-            self.recorder.finish_ok(message.task_id, result.return_value, _result_ttl(message), _unique_key(message))
+    @staticmethod
+    def _end(write: Callable[[], None], what: str) -> Coroutine[Any, Any, None] | None:
+        """Write a task's end now (the usual, fast path, on the event loop); if Redis does not answer
+        (restarting), a coroutine retrying it in a thread for up to WORKER_PATIENCE s, so the loop and
+        the other tasks are not blocked and the end is not lost. taskiq awaits what a hook returns."""
+        try:
+            write()
+            return None
+        except BrokerUnavailable:
+            return asyncio.to_thread(patiently, write, what)
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> Coroutine[Any, Any, None] | None:
+        if self.recorder is None or result.is_err:
+            return None
+        rec = self.recorder
+        return self._end(lambda: rec.finish_ok(message.task_id, result.return_value, _result_ttl(message),
+                                               _unique_key(message)), f"writing the end of task {message.task_id}")
 
     def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """result_ttl: taskiq's result key expires with the state record (the backend's result_ex_time
@@ -373,8 +388,12 @@ class _StateMiddleware(SmartRetryMiddleware):
         will_retry = (self.is_retry_on_error(message)
                       and _attempt(message) < int(message.labels.get("max_retries", self.default_retry_count)))
         ttl = _result_ttl(message)
-        self.recorder.finish_failed(message.task_id, info, will_retry=will_retry, ttl=ttl,  # before the re-kick
-                                    unique_key=_unique_key(message))
+        rec = self.recorder
+        pending = self._end(lambda: rec.finish_failed(message.task_id, info, will_retry=will_retry, ttl=ttl,
+                                                      unique_key=_unique_key(message)),  # before the re-kick
+                            f"writing the failure of task {message.task_id}")
+        if pending is not None:
+            await pending
         if not will_retry:
             return
         try:

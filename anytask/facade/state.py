@@ -9,10 +9,15 @@ record is one JSON-able dict per task id; :class:`Recorder` writes it the same w
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
+from .errors import BrokerUnavailable
+from .patience import patiently
 from .records import ErrorInfo, TaskResult
 from .status import Status
+
+T = TypeVar("T")
 
 DEFAULT_TTL = 7 * 24 * 3600.0  # state records and results expire after a week unless told
 
@@ -49,14 +54,28 @@ class Recorder:
 
     Every write refreshes the record's TTL (the store's default, or ``ttl`` on a final write: a
     task's ``result_ttl`` counts from its end).
+
+    A worker's recorder has ``patience`` (seconds, :data:`~anytask.facade.patience.WORKER_PATIENCE`):
+    a write that fails with one of ``retry_on`` (the store restarting) is retried for that long, so a
+    task ending during a short outage still gets its final state. A client's recorder has none.
     """
 
-    def __init__(self, store: StateStore, ttl: float | None = DEFAULT_TTL) -> None:
+    def __init__(self, store: StateStore, ttl: float | None = DEFAULT_TTL, *, patience: float = 0.0,
+                 retry_on: tuple[type[BaseException], ...] = (BrokerUnavailable,)) -> None:
         self.store = store
         self.ttl = ttl
+        self.patience = patience
+        self.retry_on = retry_on
+
+    def patiently(self, write: Callable[[], T], what: str) -> T:
+        """``write()`` with this recorder's patience (none: called once)."""
+        if self.patience <= 0:
+            return write()
+        return patiently(write, what, patience=self.patience, retry_on=self.retry_on)
 
     def _w(self, task_id: str, fields: dict[str, Any], ttl: float | None = None) -> None:
-        self.store.write(task_id, fields, ttl if ttl is not None else self.ttl)
+        keep = ttl if ttl is not None else self.ttl
+        self.patiently(lambda: self.store.write(task_id, fields, keep), f"writing the state of task {task_id}")
 
     def submitted(self, task_id: str, task_name: str, *, scheduled: bool = False,
                   enqueued_at: float | None = None, ttl: float | None = None,
