@@ -30,6 +30,15 @@ bench-full: venv
 bench-plan: venv
 	$(BIN)/anytask bench run --profile full --dry-run
 
+## add a separately measured soak run (SOAK, default results/soak; e.g. from `anytask bench run --profile soak`)
+## to the reference run's run.json (replacing its soak records, if any) and regenerate the reference report
+SOAK ?= results/soak
+.PHONY: merge-soak
+merge-soak: venv
+	$(BIN)/anytask bench merge $(SOAK) --into results/reference --note "soak measured separately ($(SOAK)): \
+	100,000 tasks per backend, too long to repeat with every full run"
+	$(BIN)/anytask report results/reference
+
 ## micro-benchmarks (pytest-benchmark, not part of make test): facade submit vs native submit per
 ## backend whose broker answers
 bench-micro: venv

@@ -60,10 +60,14 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         scs = [replace(s, n=args.n) for s in scs]
+    configs, modes, repeats = profile.configs, profile.modes, profile.repeats
+    own_only = scenarios.own_only_cells(scs)
+    if own_only:  # e.g. --profile full --scenarios soak: run as the soak profile runs it (facade, defaults, once)
+        configs, modes, repeats = own_only[0], own_only[1], 1
     opts = orchestrate.Options(
         profile=args.profile, targets=tuple(chosen), scenarios=tuple(scs),
-        repeats=args.repeat or profile.repeats, out_dir=out_dir,
-        configs=tuple(_csv(args.configs) or profile.configs), modes=tuple(_csv(args.modes) or profile.modes),
+        repeats=args.repeat or repeats, out_dir=out_dir,
+        configs=tuple(_csv(args.configs) or configs), modes=tuple(_csv(args.modes) or modes),
         slots=args.slots, ceilings=not args.no_ceilings, resources=not args.no_resources, fallback=fallback,
         **({"seed": args.seed} if args.seed is not None else {}))
     if args.dry_run:
@@ -126,6 +130,29 @@ def _dry_run(opts: Any, calibration: list[str] | None) -> int:
     return 0
 
 
+def cmd_bench_merge(args: argparse.Namespace) -> int:
+    from .merge import MergeError, merge
+
+    try:
+        res = merge(args.src, args.into, args.note or "")
+    except MergeError as exc:
+        print(f"anytask bench merge: {exc}", file=sys.stderr)
+        return 2
+    print(f"merged {res.added} records of {', '.join(res.scenarios)} from {args.src} into {res.path}"
+          + (f" (replacing {res.replaced} records of the same scenarios)" if res.replaced else ""))
+    print(f"raw files: {res.raw_copied} copied" + (f", {res.raw_removed} of the replaced records removed"
+                                                    if res.raw_removed else ""))
+    if res.raw_missing:
+        print(f"anytask bench merge: {len(res.raw_missing)} raw files the records name are not in {args.src}, "
+              f"e.g. {res.raw_missing[0]}", file=sys.stderr)
+    if res.configs_added or res.configs_differing:
+        print(f"configs: {res.configs_added} added"
+              + (f"; {len(res.configs_differing)} kept as {args.into} declares them although {args.src} differs "
+                 f"(e.g. {res.configs_differing[0]})" if res.configs_differing else ""))
+    print(f"now run 'anytask report {args.into}'")
+    return 0
+
+
 def cmd_brokers(args: argparse.Namespace) -> int:
     from . import brokers
 
@@ -144,7 +171,8 @@ def register(sub: Any) -> None:
                                     "(facade), in two configurations, and write run.json plus raw per-task stamps. "
                                     "See docs/methodology.md.")
     r.add_argument("--profile", choices=["quick", "full", "soak"], default="quick",
-                   help="quick, full (includes reliability-*), soak (100,000 tasks per backend; long)")
+                   help="quick, full (includes reliability-* and soak, after the sessions; long), soak (only the "
+                        "soak: 100,000 tasks per backend)")
     r.add_argument("--backends", help="comma-separated, e.g. celery+redis,rq+redis (default: every backend whose "
                                       "broker answers; memory and huey+sqlite when none does)")
     r.add_argument("--scenarios", help="comma-separated scenario names, the files in scenarios/ (throughput-noop, "
@@ -169,6 +197,19 @@ def register(sub: Any) -> None:
     r.add_argument("--no-report", action="store_true",
                    help="do not write DIR/report.md, report.html and charts/ at the end (see 'anytask report')")
     r.set_defaults(func=cmd_bench_run)
+
+    m = bsub.add_parser("merge", help="add the records of a later run (e.g. a soak) to DIR/run.json",
+                        description="Add SRC/run.json's records to DIR/run.json for the scenarios SRC ran, "
+                                    "replacing DIR's records of those scenarios (merging twice changes nothing), "
+                                    "copy their raw files, add the configs DIR lacks and record where they came "
+                                    "from (run.json 'merged', shown in the report). DIR keeps its own "
+                                    "started/finished. See docs/run-json.md, 'Merged runs'.")
+    m.add_argument("src", metavar="SRC_DIR", help="directory of the run to merge (its run.json and raw/)")
+    m.add_argument("--into", required=True, metavar="DIR", help="the run directory that receives the records, "
+                                                                 "e.g. results/reference")
+    m.add_argument("--note", required=True, help="why these records are merged (kept as 'why' in run.json "
+                                                 "'merged' and shown in the report)")
+    m.set_defaults(func=cmd_bench_merge)
 
     k = sub.add_parser("brokers", help="start, stop or check Redis and RabbitMQ for the benchmarks",
                        description="up: start Redis and RabbitMQ through Docker when an engine answers (the images "

@@ -7,11 +7,14 @@ measured enqueue rate, drain rate, p50 latency and the session's boot/stop/clean
 (``session_phases``) — falling back to the same cell's ``throughput-noop`` figures, then to the
 generic figures in :data:`DEFAULTS`. Caps are applied as the run applies them, so the estimate
 of a slow backend is bounded like its measurement. The upper bound assumes every capped phase
-runs to its cap.
+runs to its cap. The scenarios with workers of their own (reliability, soak) take the seconds a
+calibration run measured for the same (scenario, backend, configuration); a soak cell none measured
+is estimated at its ``max_s`` cap, and the plan says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -20,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .scenarios import OWN_SESSION_KINDS, Scenario
+from .scenarios import OWN_SESSION_KINDS, Scenario, own_configs
 
 # Generic figures for a cell no calibration run measured (tasks/s, ms, s); the session phases are
 # about the medians of a quick run on the 2-core project machine (boot 0.2-1.9 s, Celery slowest).
@@ -131,9 +134,10 @@ def plan(order: list[tuple[int, Any, str, str]], scenarios: tuple[Scenario, ...]
     own_sc = [s for s in scenarios if s.kind in OWN_SESSION_KINDS]
     scenarios = tuple(s for s in scenarios if s.kind not in OWN_SESSION_KINDS)
     targets = list(dict.fromkeys(t.id for _, t, _, _ in order))
-    own_s, own_missing = own_estimate(own_sc, targets, cal)
+    own = own_cells(own_sc, targets, cal)
+    own_s = sum(c.seconds for c in own)
     total += own_s
-    upper += own_s
+    upper += sum(c.upper for c in own)
     for rep, target, cfg, mode in order:
         here = [s for s in scenarios if s.runs_in(cfg, mode, rep)]
         if not here:
@@ -168,37 +172,92 @@ def plan(order: list[tuple[int, Any, str, str]], scenarios: tuple[Scenario, ...]
         upper += up
     return {"profile": profile, "sessions": sessions, "measurements": sum(len(s["scenarios"]) for s in sessions),
             "estimate_s": round(total), "upper_s": round(upper), "calibration": cal.sources,
-            "own_s": round(own_s), "not_estimated": own_missing}
+            "own_s": round(own_s), "own": [dataclasses.asdict(c) for c in own],
+            "not_estimated": [c.session.rsplit(" ", 1)[0] for c in own if c.source == "not estimated"],
+            "soak_caps": sorted({float(s.param("max_s", 600)) for s in own_sc if s.kind == "soak"})}  # type: ignore[arg-type]
+
+
+# A soak cell no calibration run measured: the submit phase is cut at the scenario's max_s; after it
+# the harness waits for the last ends (at most SOAK_DRAIN_WAIT_S without progress) and for the
+# result TTL to expire (at most 2 x result_ttl + 15 s), anytask/bench/soak.py.
+SOAK_DRAIN_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class OwnCell:
+    session: str  # "soak rq+redis defaults facade", as run.json session_seconds labels it
+    seconds: float
+    upper: float
+    source: str  # "calibrated", "cap" (soak at its max_s), "not applicable", "not estimated"
+
+
+def own_cells(own: list[Scenario], targets: list[str], cal: Calibration) -> list[OwnCell]:
+    """Each own-session cell (reliability, soak) with its estimate: the seconds a calibration run
+    measured for the same (scenario, backend, configuration) (run.json ``session_seconds``); else a
+    soak cell is estimated at its ``max_s`` cap (memory: not applicable, nothing runs); else none."""
+    out = []
+    for sc in own:
+        for backend in targets:
+            for cfg in own_configs(sc):
+                label = f"{sc.name} {backend} {cfg} facade"
+                got = cal.own.get((sc.name, backend, cfg))
+                if got is not None:
+                    out.append(OwnCell(label, got, got, "calibrated"))
+                elif sc.kind == "soak" and backend == "memory":
+                    out.append(OwnCell(label, 0.0, 0.0, "not applicable"))
+                elif sc.kind == "soak":
+                    cap = float(sc.param("max_s", 600))  # type: ignore[arg-type]
+                    ttl = float(sc.param("result_ttl", 5))  # type: ignore[arg-type]
+                    boot = DEFAULTS["boot_s"] + DEFAULTS["stop_s"] + DEFAULTS["cleanup_s"]
+                    out.append(OwnCell(label, cap + boot, cap + boot + SOAK_DRAIN_WAIT_S + 2 * ttl + 15, "cap"))
+                else:
+                    out.append(OwnCell(label, 0.0, 0.0, "not estimated"))
+    return out
 
 
 def own_estimate(own: list[Scenario], targets: list[str], cal: Calibration) -> tuple[float, list[str]]:
     """Seconds of the own-session scenarios (reliability, soak) from the calibration runs' measured
-    session seconds per (scenario, backend, configuration); the cells no calibration run measured."""
-    seconds = 0.0
-    missing = []
-    for sc in own:
-        configs = sc.param("configs", ("defaults",))
-        for backend in targets:
-            for cfg in (configs if isinstance(configs, (tuple, list)) else (configs,)):
-                got = cal.own.get((sc.name, backend, str(cfg)))
-                if got is None:
-                    missing.append(f"{sc.name} {backend} {cfg}")
-                else:
-                    seconds += got
-    return seconds, missing
+    session seconds per (scenario, backend, configuration), soak cells without one at their cap; the
+    cells with no estimate."""
+    cells = own_cells(own, targets, cal)
+    missing = [c.session.rsplit(" ", 1)[0] for c in cells if c.source == "not estimated"]
+    return sum(c.seconds for c in cells), missing
 
 
 def render(p: dict[str, Any], not_run: list[dict[str, Any]]) -> str:
-    lines = [f"plan: profile {p['profile']}, {len(p['sessions'])} sessions, {p['measurements']} measurements"]
+    own = p.get("own") or []
+    lines = [f"plan: profile {p['profile']}, {len(p['sessions'])} sessions, {p['measurements']} measurements"
+             + (f", then {len(own)} reliability/soak measurements with workers of their own" if own else "")]
     for s in p["sessions"]:
         lines.append(f"  {s['session']:<42} {s['seconds']:>7.1f} s  {', '.join(s['scenarios']) or s.get('note', '')}")
+    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in own:
+        per[c["session"].split(" ")[0]].append(c)
+    for name, cells in per.items():
+        srcs: dict[str, int] = defaultdict(int)
+        for c in cells:
+            srcs[c["source"]] += 1
+        how = ", ".join(f"{k} {v}" for k, v in srcs.items())
+        lines.append(f"  {'after the sessions: ' + name:<42} {sum(c['seconds'] for c in cells):>7.1f} s  "
+                     f"{len(cells)} facade cells ({how})")
     for n in not_run:
         lines.append(f"  not run: {n['scenario']} outside configs={n['configs']} modes={n['modes']} "
                      f"repeats={n['repeats']} ({len(n['cells_not_run'])} cells): {n['why']}")
     lines.append(f"estimated {p['estimate_s'] / 60:.1f} min ({p['estimate_s']} s); upper bound with every cap "
                  f"reached {p['upper_s'] / 60:.1f} min")
     if p.get("own_s"):
-        lines.append(f"  reliability/soak (after the sessions): {p['own_s']} s, from the calibration runs")
+        by: dict[str, float] = defaultdict(float)
+        for c in own:
+            by[c["source"]] += c["seconds"]
+        parts = [f"{round(by[k])} s {k}" for k in ("calibrated", "cap") if by.get(k)]
+        lines.append(f"  reliability/soak (after the sessions): {p['own_s']} s ({', '.join(parts)})")
+    capped = [c for c in own if c["source"] == "cap"]
+    if capped:
+        caps = "/".join(f"{c:g}" for c in p.get("soak_caps") or [])
+        lines.append(f"  soak: no calibration run measured {len(capped)} of its cells: each is estimated at the "
+                     f"scenario's cap, max_s = {caps} s of submitting, plus a worker boot (upper bound: + "
+                     f"{SOAK_DRAIN_WAIT_S:g} s waiting for the last ends + the result TTL wait); "
+                     "'--calibration' with a soak run.json measures them")
     if p.get("not_estimated"):
         lines.append(f"not in the estimate (no calibration run measured them): {len(p['not_estimated'])} "
                      f"reliability/soak cells, e.g. {', '.join(p['not_estimated'][:3])}")

@@ -78,10 +78,31 @@ PROFILES = {
     "quick": Profile("quick", ("throughput-noop", "latency-sporadic"), repeats=1),
     "full": Profile("full", ("throughput-noop", "throughput-io", "throughput-cpu", "payload",
                              "latency-sporadic", "latency-steady", "scale",
-                             "reliability-kill", "reliability-restart"), repeats=3),
-    # long: 100,000 tasks per backend (docs/methodology.md, "Soak"); facade, defaults only
+                             "reliability-kill", "reliability-restart", "soak"), repeats=3),
+    # long: 100,000 tasks per backend (docs/methodology.md, "Soak"); facade, defaults only. The full
+    # profile runs it too, after the sessions with the reliability scenarios (issue 7).
     "soak": Profile("soak", ("soak",), repeats=1, configs=("defaults",), modes=("facade",)),
 }
+
+
+def own_configs(sc: Scenario) -> tuple[str, ...]:
+    """The configurations an own-session scenario (reliability, soak) runs in, always in facade mode:
+    soak the library's ``defaults`` only (anytask/bench/soak.py ``CONFIG``), reliability the
+    ``configs`` of its [params] (default defaults and reliable, as anytask/bench/reliability.py)."""
+    if sc.kind == "soak":
+        return ("defaults",)
+    value = sc.param("configs", ("defaults", "reliable"))
+    return tuple(str(v) for v in value) if isinstance(value, (tuple, list)) else (str(value),)
+
+
+def own_only_cells(scs: list[Scenario] | tuple[Scenario, ...]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """When every scenario runs outside the sessions (``--profile full --scenarios soak``): the
+    configurations and modes they run in, for the run's parameters (as the soak profile declares
+    them); None when a regular scenario is among them (the profile's cells apply)."""
+    if not scs or any(s.kind not in OWN_SESSION_KINDS for s in scs):
+        return None
+    configs = tuple(dict.fromkeys(c for s in scs for c in own_configs(s)))
+    return configs, ("facade",)
 
 
 def scenarios_dir() -> Path:
