@@ -134,6 +134,58 @@ class RunData:
     def backends(self) -> list[str]:
         return sorted({k[1] for k in self.groups})
 
+    @property
+    def merged(self) -> list[dict[str, Any]]:
+        """Provenance of records merged from other runs (``anytask bench merge``; run.json ``merged``)."""
+        return [e for e in self.run.get("merged") or [] if isinstance(e, dict)]
+
+    @property
+    def not_run(self) -> list[dict[str, Any]]:
+        """The cells the profile leaves out by design, per scenario, with the reason (run.json ``not_run``)."""
+        return [n for n in self.run.get("not_run") or [] if isinstance(n, dict)]
+
+    def session_timers(self) -> list[tuple[str, float | None, dict[str, float]]]:
+        """(session label, wall seconds, seconds per phase) of every session run.json times, in run order
+        (``order`` first, then the sessions with workers of their own: reliability, soak)."""
+        secs = self.run.get("session_seconds") or {}
+        phases = self.run.get("session_phases") or {}
+        labels = [x for x in self.run.get("order") or [] if x in secs or x in phases]
+        labels += [x for x in list(secs) + list(phases) if x not in labels]
+        out = []
+        for label in dict.fromkeys(labels):
+            v = secs.get(label)
+            ph = phases.get(label) or {}
+            out.append((label, float(v) if isinstance(v, (int, float)) else None,
+                        {k: float(x) for k, x in ph.items() if isinstance(x, (int, float))}))
+        return out
+
+    def phase_totals(self) -> list[tuple[str, float, int]]:
+        """(phase, seconds summed over sessions, sessions) from ``session_phases``: the harness's own
+        phases (isolate, boot, stop, cleanup) first, then one per scenario, by name."""
+        tot: dict[str, float] = defaultdict(float)
+        cnt: dict[str, int] = defaultdict(int)
+        for _, _, ph in self.session_timers():
+            for k, v in ph.items():
+                tot[k] += v
+                cnt[k] += 1
+        first = [k for k in ("isolate", "boot", "stop", "cleanup") if k in tot]
+        return [(k, tot[k], cnt[k]) for k in first + sorted(k for k in tot if k not in first)]
+
+    def record_phases(self) -> list[tuple[str, int, dict[str, float]]]:
+        """(scenario, records, seconds per phase summed over its records) from the records' ``phase_s``."""
+        tot: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        cnt: dict[str, int] = defaultdict(int)
+        for r in self.run.get("results") or []:
+            ph = r.get("phase_s")
+            if not isinstance(ph, dict) or not ph:
+                continue
+            sc = str(r.get("scenario"))
+            cnt[sc] += 1
+            for k, v in ph.items():
+                if isinstance(v, (int, float)):
+                    tot[sc][k] += float(v)
+        return [(sc, cnt[sc], dict(tot[sc])) for sc in sorted(tot)]
+
     def group(self, scenario: str, backend: str, config: str, mode: str, workers: int | None = None) -> Group | None:
         if workers is not None:
             return self.groups.get((scenario, backend, config, mode, workers))

@@ -157,6 +157,12 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
         f"{run.get('slots', '?')} slots per backend, {data.cpu_count} cores ({data.env.get('cpu_model', '?')}), "
         f"started {_utc(run.get('started'))}. "),
         Link("How to read this report", howto), ", ", Link("how each number is measured", meth), "."]))
+    if data.merged:
+        mp: Text = [Strong("Merged records:"), " some records of this run.json come from other runs, added with ",
+                    Code("anytask bench merge"), " (", Link("details", "#merged"), "): "]
+        for i, e in enumerate(data.merged):
+            mp += (["; "] if i else []) + _merged_line(e)
+        b.append(Para([*mp, "."]))
     rows: list[list[Any]] = []
     for kind in (*C.KINDS, "all"):
         if kind not in cnt:
@@ -267,6 +273,9 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
             prow.append([[Code(k)], [v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]])
     prow.append([[Code("started / finished")], [f"{_utc(run.get('started'))} / {_utc(run.get('finished'))}"]])
     b.append(Table(["key", "value"], prow, "kv"))
+    b.extend(_merged_blocks(data))
+    b.extend(_not_run_blocks(data, meth))
+    b.extend(_timer_blocks(data, meth))
     b.append(Heading(3, "Configurations", "configurations"))
     crow = []
     for k in sorted(run.get("configs") or {}):
@@ -287,6 +296,119 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
         b.append(Bullets([[Code(lib), ": ", str((f.get("libraries") or {}).get(lib, {}).get("version", "?"))]
                           for lib in sorted(f.get("libraries") or {})]))
     return doc
+
+
+def _commit(env: dict[str, Any]) -> str:
+    return str(env.get("git_commit") or "?")[:12]
+
+
+def _merged_line(e: dict[str, Any]) -> Text:
+    """'soak (4 records) from run b2d265a5 (profile soak, 2026-11-29 ..., commit 135854f): note'."""
+    env = e.get("environment") or {}
+    return [", ".join(str(s) for s in e.get("scenarios") or []),
+            f" ({e.get('records', '?')} records) from run ", Code(str(e.get("run_id", "?"))),
+            f" (profile {e.get('profile', '?')}, started {_utc(e.get('started'))}, commit {_commit(env)})",
+            ": “", str(e.get("why") or "no reason given"), "”"]
+
+
+def _merged_blocks(data: RunData) -> list[Block]:
+    if not data.merged:
+        return []
+    out: list[Block] = [Heading(3, "Merged runs", "merged"), Para([
+        "The records of these scenarios were measured in another run and merged into this run.json with ",
+        Code("anytask bench merge"), " (run.json ", Code("merged"), ("). The environment and configurations "
+        "above are this run's; the merged run's own environment is summarised here (full in run.json).")])]
+    own = data.env.get("packages") or {}
+    rows = []
+    for e in data.merged:
+        env = e.get("environment") or {}
+        pk = env.get("packages") or {}
+        diff = [f"{k} {pk.get(k)} (here {own.get(k)})" for k in sorted(set(pk) | set(own)) if pk.get(k) != own.get(k)]
+        versions = ("package versions as in this run" if not diff else "differs: " + "; ".join(diff))
+        rows.append([[Code(str(e.get("run_id", "?")))], [str(e.get("profile", "?"))],
+                     [f"{_utc(e.get('started'))} / {_utc(e.get('finished'))}"],
+                     [", ".join(str(s) for s in e.get("scenarios") or [])], [str(e.get("records", "?"))],
+                     [Code(_commit(env)), f"; Python {env.get('python', '?')}; {versions}"
+                      + ("; interrupted" if e.get("interrupted") else "")],
+                     [str(e.get("why") or "")]])
+    out.append(Table(["run", "profile", "started / finished", "scenarios", "records", "commit, versions", "why"],
+                     rows, "merged"))
+    return out
+
+
+def _not_run_blocks(data: RunData, meth: str) -> list[Block]:
+    if not data.not_run:
+        return []
+    rows = []
+    for n in data.not_run:
+        cells = [str(c) for c in n.get("cells_not_run") or []]
+        rows.append([[Code(str(n.get("scenario", "?")))],
+                     [(f"configs {_words(n.get('configs'))}; modes {_words(n.get('modes'))}; "
+                      f"repeats {_words(n.get('repeats'))}")],
+                     [f"{len(cells)}: {', '.join(cells)}"], [str(n.get("why") or "")]])
+    return [Heading(3, "Cells not run by design", "not-run"),
+            Para(["Scenarios the profile measures in some cells only (run.json ", Code("not_run"), "; ",
+                  Link("time budget", f"{meth}#time-budget-what-is-cut-and-how-it-shows"), ("). These cells are "
+                  "absent from every table above on purpose, not failed.")]),
+            Table(["scenario", "runs in", "cells not run", "why"], rows, "not-run")]
+
+
+def _words(v: Any) -> str:
+    return ", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _regular(label: str) -> bool:
+    """A per-repeat session ("r1 rq+redis tuned native"), not one with workers of its own ("soak ...")."""
+    first = label.split(" ", 1)[0]
+    return first[:1] == "r" and first[1:].isdigit()
+
+
+def _secs(v: float) -> str:
+    return f"{v:.1f} s"
+
+
+def _timer_blocks(data: RunData, meth: str) -> list[Block]:
+    sessions = data.session_timers()
+    rec = data.record_phases()
+    if not sessions and not rec:
+        return []
+    out: list[Block] = [Heading(3, "Harness timers", "timers"), Para([
+        "Where the run's wall time went (run.json ", Code("session_seconds"), ", ", Code("session_phases"),
+        " and each record's ", Code("phase_s"), "): harness accounting, not figures of the backends (",
+        Link("phase timers", f"{meth}#time-budget-what-is-cut-and-how-it-shows"), ")."])]
+    regular = [(lbl, s) for lbl, s, _ in sessions if s is not None and _regular(lbl)]
+    own = [(lbl, s) for lbl, s, _ in sessions if s is not None and not _regular(lbl)]
+    totals: list[list[Any]] = []
+    if regular:
+        totals.append([["sessions (one per repeat, backend, configuration, mode)"], [str(len(regular))],
+                       [_secs(sum(s for _, s in regular))]])
+    per_own: dict[str, list[float]] = {}
+    for lbl, sec in own:
+        per_own.setdefault(lbl.split(" ", 1)[0], []).append(sec)
+    for name, xs in per_own.items():
+        totals.append([[Code(name), " (workers of its own)"], [str(len(xs))], [_secs(sum(xs))]])
+    if isinstance(data.run.get("ceilings_seconds"), (int, float)):
+        totals.append([["raw broker ceilings"], ["1"], [_secs(float(data.run["ceilings_seconds"]))]])
+    if totals:
+        out.append(Table(["what", "count", "seconds"], totals, "kv"))
+    phases = data.phase_totals()
+    if phases:
+        out.append(Para([Strong("Per phase"), ", summed over the sessions that have it (", Code("session_phases"),
+                         "):"]))
+        out.append(Table(["phase", "sessions", "seconds"],
+                         [[[Code(k)], [str(c)], [_secs(v)]] for k, v, c in phases], "kv"))
+    if rec:
+        out.append(Para([Strong("Per measurement phase"), ", summed over each scenario's records (",
+                         Code("phase_s"), "):"]))
+        out.append(Table(["scenario", "records", "seconds per phase"],
+                         [[[Code(sc)], [str(n)], ["; ".join(f"{k} {_secs(v)}" for k, v in ph.items())]]
+                          for sc, n, ph in rec], "kv"))
+    if sessions:
+        out.append(Details(f"Each of the {len(sessions)} timed sessions", [Table(
+            ["session", "seconds", "phases"],
+            [[[Code(lbl)], [_secs(s) if s is not None else "?"], ["; ".join(f"{k} {_secs(v)}" for k, v in ph.items())]]
+             for lbl, s, ph in sessions], "timers")]))
+    return out
 
 
 def _figures(d: Any) -> str:
