@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -544,3 +545,133 @@ def test_purge_drops_waiting_records_only(hb: tuple[anytask.Client, WorkerProces
     client.adapter.purge([q])
     assert client.status(waiting.id) is Status.UNKNOWN  # its message is gone
     assert client.status(cancelled.id) is Status.CANCELLED and client.status(done.id) is Status.SUCCEEDED
+
+
+# -- a worker process killed while running a task: FAILED anytask.WorkerLost --------------------------------
+
+LIVENESS = 3.0  # worker_liveness of these cases (the default is 30 s)
+
+
+def test_worker_liveness_url_parameter() -> None:
+    assert HueyAdapter(parse_url("huey+sqlite:///tmp/anytask-huey-live.db")).liveness == 30.0
+    assert HueyAdapter(parse_url("huey+sqlite:///tmp/anytask-huey-live.db?worker_liveness=2.5")).liveness == 2.5
+    for bad, why in (("abc", "must be seconds"), ("0", "at least 1 second"), ("-4", "at least 1 second"),
+                     ("nan", "at least 1 second"), ("inf", "at least 1 second")):
+        with pytest.raises(ConfigurationError, match=why) as ei:
+            HueyAdapter(parse_url(f"huey+redis://127.0.0.1:6379/0?worker_liveness={bad}"))
+        assert f"worker_liveness={bad!r}" in str(ei.value)
+
+
+def _until(cond: Any, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_a_killed_worker_process_reads_worker_lost_and_a_live_one_keeps_running(case: tuple[str, str]) -> None:
+    # Huey is at-most-once: a process worker killed (kill -9, OOM) while running a task loses it and the
+    # consumer starts a new process. The record names its worker process, whose liveness beat stops: the
+    # task reads FAILED anytask.WorkerLost within worker_liveness. Control: a task running longer than
+    # worker_liveness in a live process keeps reading RUNNING (the beat works), then SUCCEEDED.
+    import psutil
+
+    cid, url = case
+    host, port = REDIS.rsplit(":", 1)
+    if cid == "huey+redis" and not answers(host, int(port)):
+        pytest.skip(f"no Redis at {REDIS}")
+    url += f"&worker_liveness={LIVENESS:g}"
+    client = anytask.connect(url)
+    adapter = client.adapter
+    assert isinstance(adapter, HueyAdapter) and adapter.liveness == LIVENESS
+    q = _side(client, "lost")
+    w = _worker(url, queue=q, concurrency=2, config="tuned").start()
+    watcher = anytask.connect(url)  # the control's reads, from another client (own beat-read count)
+    samples: list[tuple[float, Status]] = []
+
+    def watch(task_id: str) -> None:
+        while True:
+            st = watcher.status(task_id)
+            samples.append((time.monotonic(), st))
+            if st.finished:
+                return
+            time.sleep(0.1)
+
+    try:
+        _ready(w, client, q)
+        finished = client.submit(tasks.add.using(queue=q), 1, 1)
+        assert finished.result(timeout=30) == 2
+        waiting = client.submit(tasks.add.using(queue="idle"), 1, 1)  # no worker consumes "idle"
+        doomed = client.submit(tasks.sleep.using(queue=q), 120.0, "never")
+        control = client.submit(tasks.sleep.using(queue=q), 5 * LIVENESS, "alive")
+        watching = threading.Thread(target=watch, args=(control.id,), daemon=True)
+        watching.start()
+        _until(lambda: control.status() is Status.RUNNING and doomed.status() is Status.RUNNING, 30,
+               "both tasks to run")
+        rec, ctl = adapter.store.read(doomed.id) or {}, adapter.store.read(control.id) or {}
+        assert rec.get("worker") and ctl.get("worker") and rec["worker"] != ctl["worker"], (rec, ctl)
+        whost, wpid, _ = rec["worker"].rsplit(":", 2)
+        pid = int(wpid)
+        assert w.proc is not None
+        consumer = psutil.Process(w.proc.pid)
+        assert pid != consumer.pid and pid in {p.pid for p in consumer.children(recursive=True)}, (
+            "the record must name the Huey worker process (a child of the consumer) that runs the task")
+
+        # A beat check costs one extra read, and only for RUNNING records.
+        calls: list[str] = []
+        real_last_beat = adapter.store.last_beat
+
+        def counting(worker: str) -> Any:
+            calls.append(worker)
+            return real_last_beat(worker)
+
+        adapter.store.last_beat = counting  # type: ignore[method-assign]
+        assert client.status(finished.id) is Status.SUCCEEDED and client.status(waiting.id) is Status.QUEUED
+        assert calls == []  # no beat read for other statuses
+        assert doomed.status() is Status.RUNNING and calls == [rec["worker"]]  # one for a RUNNING record
+
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
+        took = _until(lambda: doomed.status() is Status.FAILED, 15, "the killed worker's task to read FAILED")
+        assert took >= LIVENESS - 1.0, f"FAILED after {took:.1f}s, before the {LIVENESS}s liveness timeout"
+        info = client.get(doomed.id)
+        assert info.error is not None and info.error.type == "anytask.WorkerLost", info
+        assert f"process {pid} on host {whost}" in info.error.message, info.error.message
+        assert "at most once" in info.error.message and "resubmit" in info.error.message
+        assert "docs/reliability.md" in info.error.message
+        with pytest.raises(TaskFailed) as ei:
+            doomed.result(timeout=5)
+        assert "anytask.WorkerLost" in str(ei.value) and ei.value.exc_type == "anytask.WorkerLost"
+        # Persisted: the record itself says FAILED now, with the normal final TTL.
+        stored = adapter.store.read(doomed.id) or {}
+        assert stored.get("status") == "FAILED" and stored["error"]["type"] == "anytask.WorkerLost", stored
+        assert t_kill - LIVENESS - 1 <= stored["finished_at"] <= time.time()
+        assert stored["expires_at"] > time.time() + adapter.ttl - 120
+        if client.url.transport == "redis":
+            s = adapter.store.storage
+            assert s.conn.pttl(s.result_key(doomed.id)) > (adapter.ttl - 120) * 1000
+        n = len(calls)
+        assert client.status(doomed.id) is Status.FAILED and len(calls) == n  # FAILED now: no beat read
+
+        # Control: the live process's task stays RUNNING past the timeout, then succeeds.
+        assert control.result(timeout=60) == "alive"
+        watching.join(10)
+        running = [t for t, st in samples if st is Status.RUNNING]
+        after_start = [st for t, st in samples if running and t >= running[0]]
+        assert [st for st in after_start if st is not Status.RUNNING] == [Status.SUCCEEDED], samples
+        assert running and running[-1] - running[0] > 2 * LIVENESS, samples  # read RUNNING well past the timeout
+        info = client.get(control.id)
+        assert info.status is Status.SUCCEEDED and info.finished_at and info.started_at
+        assert info.finished_at - info.started_at > LIVENESS + 1  # it did outlive the timeout
+        # The consumer survived and keeps running tasks; the lost task is not run again (at-most-once).
+        assert w.proc.poll() is None, w.output()
+        assert client.submit(tasks.add.using(queue=q), 2, 2).result(timeout=60) == 4
+        assert client.status(doomed.id) is Status.FAILED
+    finally:
+        assert w.stop() == 0, w.output()
+        client.adapter.purge([q, "idle"])
+        client.close()
+        watcher.close()

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sqlite3
 import sys
 import threading
@@ -61,9 +62,37 @@ except ImportError:  # pragma: no cover - huey+sqlite without redis-py
 
 log = logging.getLogger("anytask.huey")
 
+# what a state-store write may raise when the storage is unreachable or locked
+_STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+if redis is not None:
+    _STORE_ERRORS += (redis.RedisError,)
+
 STATE_NAME = "anytask:state"  # ':' is not allowed in queue names, so no queue can collide with it
 # A cancel before start may still win from these (the worker's start moves the record to RUNNING).
 _CANCELLABLE = frozenset({"QUEUED", "SCHEDULED", "RETRYING"})
+# Worker liveness: each process that runs tasks keeps a beat under this key prefix of the state store
+# (task ids are uuid hex, so no record can collide). A RUNNING record names its worker; a worker
+# whose beat is older than ``worker_liveness`` seconds is lost, and so is the task (Huey is at-most-once).
+_ALIVE = "alive:"
+DEFAULT_LIVENESS = 30.0  # seconds (URL parameter worker_liveness); a worker beats every liveness / 6
+_BEATS_PER_TIMEOUT = 6
+
+
+def _beat_keep(liveness: float) -> float:
+    """How long a beat is kept after the last one: long enough for a reader to say since when."""
+    return max(3600.0, 10 * liveness)
+
+
+def _split_worker(worker: str) -> tuple[str, str, str]:
+    """``<host>:<pid>:<start time>`` -> (host, pid, start time)."""
+    parts = worker.rsplit(":", 2)
+    if len(parts) != 3:
+        return worker, "?", "?"
+    return parts[0], parts[1], parts[2]
+
+
+def _utc(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 # -- JSON on the wire ----------------------------------------------------------------------------
 
@@ -330,6 +359,45 @@ class HueyStateStore:
                 if doc.get("id") not in kept or doc.get("expires_at", 0) <= time.time():
                     curs.execute("delete from kv where queue = ? and key = ?", (s.name, key))
 
+    # -- worker liveness (a lost task reads FAILED anytask.WorkerLost) --------------------------------
+    def beat(self, worker: str, info: dict[str, Any], keep: float) -> None:
+        """Write the liveness beat of worker process ``worker`` (``alive:<host>:<pid>:<start>``).
+
+        Kept ``keep`` seconds after the last beat: Redis ``SET PX``; SQLite cannot expire, so the row
+        carries ``expires_at`` (``purge()`` sweeps it) and the reader judges by ``beat_at``.
+        """
+        now = time.time()
+        doc = {**info, "beat_at": now, "keep": keep, "expires_at": now + keep}
+        if self.is_redis:
+            self.storage.conn.set(self.storage.result_key(_ALIVE + worker), self._encode(doc),
+                                  px=max(1, int(keep * 1000)))
+        else:
+            self.storage.put_data(_ALIVE + worker, self._encode(doc))
+
+    def last_beat(self, worker: str) -> tuple[dict[str, Any] | None, float | None]:
+        """(the beat of ``worker``, seconds since it was written), or (None, None) if there is none.
+
+        One round trip. Redis: the age comes from the key's PTTL (the Redis server's clock, so the
+        reader's and the worker's clocks need not agree); SQLite (one host): ``time.time() - beat_at``.
+        """
+        if self.is_redis:
+            key = self.storage.result_key(_ALIVE + worker)
+            with self.storage.conn.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                raw, pttl = pipe.execute()
+            if raw is None:
+                return None, None
+            doc: dict[str, Any] = json.loads(bytes(raw))
+            if doc.get("keep") is not None and pttl is not None and pttl >= 0:
+                return doc, max(0.0, float(doc["keep"]) - pttl / 1000.0)
+            return doc, max(0.0, time.time() - float(doc["beat_at"]))
+        raw = self.storage.peek_data(_ALIVE + worker)
+        if raw is None or raw is EmptyData:
+            return None, None
+        doc = json.loads(bytes(raw))
+        return doc, max(0.0, time.time() - float(doc["beat_at"]))
+
     # -- unique keys (UNIQUE) ----------------------------------------------------------------------
     def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
         k = "unique:" + key
@@ -489,6 +557,21 @@ class HueyAdapter(Adapter):
         self.store = HueyStateStore(_LazyStorage(self), is_redis=url.transport == "redis", default_ttl=self.ttl,
                                     on_expired=self._drop_native_result)
         self.recorder = Recorder(self.store, ttl=self.ttl)
+        raw = url.params.get("worker_liveness")
+        self.liveness = DEFAULT_LIVENESS
+        if raw is not None:
+            try:
+                self.liveness = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"worker_liveness={raw!r} must be seconds (default "
+                                         f"{DEFAULT_LIVENESS:g})") from None
+            if not math.isfinite(self.liveness) or self.liveness < 1:
+                raise ConfigurationError(f"worker_liveness={raw!r} must be at least 1 second (a worker beats "
+                                         f"every worker_liveness/{_BEATS_PER_TIMEOUT} s; default "
+                                         f"{DEFAULT_LIVENESS:g})")
+        self._beat_lock = threading.Lock()  # only _worker_alive takes it (never held across the consumer's fork)
+        self._beat_pid: int | None = None
+        self._worker_id = ""
         if url.transport == "sqlite":
             self.filename = self._sqlite_path(url)
             try:
@@ -631,7 +714,56 @@ class HueyAdapter(Adapter):
 
     def get(self, task_id: str) -> TaskResult:
         with self._errors(f"reading task {task_id}"):
-            return self.recorder.read(task_id)
+            rec = self.store.read(task_id)
+            if rec is not None and rec.get("status") == Status.RUNNING.value and rec.get("worker"):
+                rec = self._unless_worker_lost(task_id, rec)  # the one extra read: RUNNING records only
+            if not rec:
+                return TaskResult.unknown(task_id)
+            return TaskResult.from_dict({**rec, "id": task_id})
+
+    def _unless_worker_lost(self, task_id: str, rec: dict[str, Any]) -> dict[str, Any] | None:
+        """A RUNNING ``rec`` whose worker process stopped beating: FAILED (anytask.WorkerLost), persisted.
+
+        The worker is judged by the longer of this client's ``worker_liveness`` and the one the worker
+        beats with (a worker started with a longer timeout beats less often). The FAILED write is an
+        atomic update applied only if the record still says RUNNING with the same worker, so a task
+        that ends (or a reader that got there first) wins; the record then has its normal final TTL.
+        """
+        worker = str(rec["worker"])
+        beat, age = self.store.last_beat(worker)
+        limit = max(self.liveness, float((beat or {}).get("liveness") or 0.0))
+        if age is not None and age <= limit:
+            return rec
+        host, pid, _start = _split_worker(worker)
+        now = time.time()
+        if beat is not None and age is not None:
+            last = now - age
+            when = (f"its last liveness beat was {age:.0f} s ago ({_utc(last)}), over the {limit:g} s "
+                    f"worker_liveness timeout")
+        else:
+            last = now
+            started = rec.get("started_at")
+            when = (f"it has no liveness beat left (a beat is kept at least {_beat_keep(limit):.0f} s after "
+                    f"the last one), so it stopped more than that long ago"
+                    + (f", after the task started at {_utc(float(started))}" if started else ""))
+        message = (f"the Huey worker process {pid} on host {host} that was running this task stopped beating: "
+                   f"{when}. It was most likely killed (kill -9, out of memory) while the task ran. Huey runs a "
+                   f"task at most once and does not run it again: resubmit it if it must run "
+                   f"(see docs/reliability.md)")
+        fields = {"status": Status.FAILED.value, "finished_at": last,
+                  "error": ErrorInfo("anytask.WorkerLost", message).to_dict()}
+
+        def lost(r: dict[str, Any] | None) -> dict[str, Any] | None:
+            if r is not None and r.get("status") == Status.RUNNING.value and r.get("worker") == worker:
+                return fields
+            return None
+
+        try:
+            _, now_rec = self.store.update(task_id, lost)
+        except _STORE_ERRORS as exc:  # the answer stands; the next read tries to persist it again
+            log.warning("could not record task %s as lost with its worker %s: %s", task_id, worker, exc)
+            return {**rec, **fields}
+        return now_rec
 
     def cancel(self, task_id: str) -> CancelResult:
         with self._errors(f"cancelling task {task_id}"):
@@ -653,6 +785,9 @@ class HueyAdapter(Adapter):
                 return CancelResult(task_id, CancelOutcome.CANCELLED_BEFORE_START, Status.CANCELLED, note)
             if h is not None:  # not ours to skip any more: a later retry of this task must still run
                 h.restore_by_id(task_id)
+            if status is Status.RUNNING and now is not None and now.get("worker"):  # its worker may be gone
+                now = self._unless_worker_lost(task_id, now)
+                status = Status((now or {}).get("status", Status.UNKNOWN.value))
             if status.finished or status is Status.UNKNOWN:
                 return CancelResult(task_id, CancelOutcome.ALREADY_FINISHED, status)
             return CancelResult(task_id, CancelOutcome.NOT_INTERRUPTIBLE, status,
@@ -727,6 +862,48 @@ class HueyAdapter(Adapter):
         run.__doc__ = task.func.__doc__
         return run
 
+    def _worker_alive(self) -> str:
+        """This process's worker id ``<host>:<pid>:<start time>``, beating in this process's storage.
+
+        Huey forks its process workers from the consumer, so the beat starts lazily in the process that
+        runs tasks: the first call in a pid writes the first beat (before any RUNNING record names this
+        worker) and starts a daemon thread that beats every ``worker_liveness / 6`` seconds. Later calls
+        cost nothing.
+        """
+        pid = os.getpid()
+        if self._beat_pid == pid:
+            return self._worker_id
+        with self._beat_lock:
+            if self._beat_pid != pid:
+                host, started = socket.gethostname(), time.time()
+                worker = f"{host}:{pid}:{started:.3f}"
+                info = {"host": host, "pid": pid, "started_at": started, "liveness": self.liveness}
+                keep, interval = _beat_keep(self.liveness), self.liveness / _BEATS_PER_TIMEOUT
+                store = self.store
+
+                def beat() -> None:
+                    store.beat(worker, info, keep)
+
+                def beat_for_ever() -> None:
+                    failing = False
+                    while True:
+                        time.sleep(interval)
+                        try:
+                            beat()
+                        except Exception as exc:  # noqa: BLE001 - the storage is away: try again next time
+                            if not failing:
+                                log.warning("worker %s could not write its liveness beat: %s", worker, exc)
+                            failing = True
+                        else:
+                            if failing:
+                                log.warning("worker %s writes its liveness beat again", worker)
+                            failing = False
+
+                self._worker_id, self._beat_pid = worker, pid
+                threading.Thread(target=beat_for_ever, name="anytask-huey-liveness", daemon=True).start()
+                beat()  # raises like the start's own write would if the storage is away
+        return self._worker_id
+
     def _connect_hooks(self, h: Huey) -> None:
         # the consumer's writes wait out a short outage of the storage (a task's end is not lost)
         retry_on: tuple[type[BaseException], ...] = (BrokerUnavailable, sqlite3.OperationalError)
@@ -735,6 +912,7 @@ class HueyAdapter(Adapter):
         rec = Recorder(self.store, ttl=self.ttl, patience=WORKER_PATIENCE, retry_on=retry_on)
         store = self.store
         local = self._local
+        alive = self._worker_alive
 
         @h.pre_execute("anytask_start")
         def start(htask: Any) -> None:
@@ -742,13 +920,14 @@ class HueyAdapter(Adapter):
             # other than CancelExecution are logged by Huey and the task runs anyway.
             local.task, local.defer, local.deferred, local.record = htask, None, False, {}
             admitted = False  # a rate-limited task first takes a slot, then starts
+            worker = alive()  # this process's liveness beat (started on the first task in the process)
 
             def begin(r: dict[str, Any] | None) -> dict[str, Any] | None:
                 if r is not None and (r.get("status") == Status.CANCELLED.value
                                       or (r.get("rate_limit") and not admitted)):
                     return None
                 return {"status": Status.RUNNING.value, "started_at": time.time(),
-                        "attempts": int((r or {}).get("attempts") or 0) + 1}
+                        "attempts": int((r or {}).get("attempts") or 0) + 1, "worker": worker}
 
             started, now = store.update(htask.id, begin)
             if not started and now is not None and now.get("status") != Status.CANCELLED.value:
