@@ -675,3 +675,55 @@ def test_a_killed_worker_process_reads_worker_lost_and_a_live_one_keeps_running(
         client.adapter.purge([q, "idle"])
         client.close()
         watcher.close()
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_worker_lost_is_judged_by_the_named_workers_beat_only(case: tuple[str, str]) -> None:
+    # Without processes: records and beats written by hand. A fresh beat keeps RUNNING; a stale or
+    # missing one reads FAILED (also through cancel); the FAILED write only replaces RUNNING of that worker.
+    from anytask import CancelOutcome
+
+    cid, url = case
+    host, port = REDIS.rsplit(":", 1)
+    if cid == "huey+redis" and not answers(host, int(port)):
+        pytest.skip(f"no Redis at {REDIS}")
+    client = anytask.connect(url + "&worker_liveness=2")
+    adapter = client.adapter
+    assert isinstance(adapter, HueyAdapter)
+    store = adapter.store
+    info = {"host": "h1", "pid": 41, "started_at": time.time(), "liveness": 2.0}
+    live, dead, gone = "h1:41:1.000", "h1:42:1.000", f"h1:43:{uuid.uuid4().hex[:6]}"
+    store.beat(live, info, 3600.0)
+    store.beat(dead, {**info, "pid": 42}, 3600.0)
+    ids = {name: uuid.uuid4().hex for name in ("live", "dead", "gone", "cancel", "other")}
+    try:
+        for name, worker in (("live", live), ("dead", dead), ("gone", gone), ("cancel", dead)):
+            store.write(ids[name], {"status": "RUNNING", "task_name": "t", "queue": "idle", "worker": worker,
+                                    "started_at": time.time() - 5}, None)
+        time.sleep(2.3)  # both beats are now 2.3 s old; refresh the live one
+        store.beat(live, info, 3600.0)
+        assert client.status(ids["live"]) is Status.RUNNING
+        res = client.get(ids["dead"])
+        assert res.status is Status.FAILED and res.error is not None and res.error.type == "anytask.WorkerLost"
+        assert "process 42 on host h1" in res.error.message and "over the 2 s worker_liveness" in res.error.message
+        res = client.get(ids["gone"])
+        assert res.status is Status.FAILED and res.error is not None and "no liveness beat left" in res.error.message
+        c = adapter.cancel(ids["cancel"])  # (the client reads the status first; the adapter checks too)
+        assert c.outcome is CancelOutcome.ALREADY_FINISHED and c.status is Status.FAILED
+        # a worker beating with a longer worker_liveness than this client's is judged by its own
+        slow = "h1:44:1.000"
+        store.beat(slow, {**info, "pid": 44, "liveness": 30.0}, 3600.0)
+        store.write(ids["other"], {"status": "RUNNING", "queue": "idle", "worker": slow}, None)
+        time.sleep(2.3)
+        assert client.status(ids["other"]) is Status.RUNNING
+        # The FAILED write applies only to RUNNING of the worker the reader judged: a reader that read the
+        # record when it named the dead worker, while a new attempt (live worker) has started since.
+        stale_view = {**(store.read(ids["other"]) or {}), "worker": dead}
+        store.write(ids["other"], {"worker": live}, None)
+        now = adapter._unless_worker_lost(ids["other"], stale_view)
+        assert now is not None and now["status"] == "RUNNING" and now["worker"] == live, now
+        assert (store.read(ids["other"]) or {})["status"] == "RUNNING"
+    finally:
+        for i in ids.values():
+            store.delete(i)
+        client.close()
