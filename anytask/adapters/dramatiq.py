@@ -74,7 +74,7 @@ from ..facade.state import DEFAULT_TTL, Recorder
 from ..facade.status import Status
 from ..facade.task import Task, get_task, parse_rate, registered_tasks
 from ..facade.url import BackendURL, mask, parse_url
-from ._delivery import install_redis_guard, seconds_param
+from ._delivery import max_deliveries, seconds_param
 from ._redis_state import RedisRateLimiter, RedisStateStore, broker_errors, patient_redis
 from ._redis_state import connect as redis_connect
 
@@ -93,12 +93,16 @@ MAX_PRIORITY = 9  # RabbitMQ x-max-priority of every queue: the facade's 0..9 ma
 
 # Atomic state transitions in the state hash (fields hold JSON, so statuses compare as '"QUEUED"').
 # start: RUNNING unless cancelled (ARGV: cancelled, running, started_at, attempts, ttl) -> 1 started, 0 not.
+# start unless CANCELLED (0); else the unfinished starts of the task, this one included: the delivery
+# guard (issue 7) counts in the record's 'starts' field, which every in-process end resets to 0 in its
+# own write (_END), so the guard costs no round trip of its own.
 _START = """
 if redis.call('hget', KEYS[1], 'status') == ARGV[1] then return 0 end
 redis.call('hset', KEYS[1], 'status', ARGV[2], 'started_at', ARGV[3], 'attempts', ARGV[4])
 redis.call('expire', KEYS[1], ARGV[5])
-return 1
+return redis.call('hincrby', KEYS[1], 'starts', 1)
 """
+_END = {"starts": 0}  # extra fields of every in-process end write (success, failure, retry, time limit)
 # cancel: CANCELLED if still waiting (ARGV: 3 waiting statuses, cancelled, finished_at, note, default ttl);
 # returns the status found (nil: no record). The record then lives its own result_ttl (field result_ttl).
 _CANCEL = """
@@ -213,8 +217,10 @@ class StateMiddleware(dramatiq.Middleware):
     """
 
     def __init__(self, recorder: Recorder, retries: Retries, time_limit: TimeLimit,
-                 limiter: RedisRateLimiter | None = None) -> None:
+                 limiter: RedisRateLimiter | None = None,
+                 max_deliveries: int = execution.DEFAULT_MAX_DELIVERIES) -> None:
         self.recorder = recorder
+        self.max_deliveries = max_deliveries
         self.retries = retries
         self.time_limit = time_limit
         self.store: RedisStateStore = recorder.store  # type: ignore[assignment]
@@ -240,9 +246,9 @@ class StateMiddleware(dramatiq.Middleware):
 
     def _failed(self, message: Any, error: ErrorInfo, will_retry: bool) -> None:
         if will_retry:
-            self.recorder.failed(message.message_id, error, will_retry=True)
+            self.recorder.failed(message.message_id, error, will_retry=True, extra=_END)
         else:
-            self.recorder.failed(message.message_id, error, will_retry=False, ttl=_message_ttl(message))
+            self.recorder.failed(message.message_id, error, will_retry=False, ttl=_message_ttl(message), extra=_END)
             self._finished(message)
 
     # -- hooks --------------------------------------------------------------------------------
@@ -281,6 +287,14 @@ class StateMiddleware(dramatiq.Middleware):
                                         int(self.recorder.ttl or DEFAULT_TTL)])
         if not started:
             self._skip(message, "cancelled")
+        if started > self.max_deliveries:  # poison: its worker died every time it ran it
+            died = execution.WorkerDied(
+                f"worker died {started - 1} times while running this task (task {task_id}, {message.actor_name}); "
+                f"not run again: max_deliveries={self.max_deliveries}")
+            # FAILED, keeping the count (a stray redelivery is refused again)
+            self.recorder.failed(task_id, ErrorInfo.from_exception(died), will_retry=False, ttl=_message_ttl(message))
+            self._finished(message)
+            self._skip(message, "poison")
         limit = message.options.get("time_limit") or broker.get_actor(message.actor_name).options.get(
             "time_limit", self.time_limit.time_limit)  # the same lookup as Dramatiq's TimeLimit
         if isinstance(limit, (int, float)) and math.isfinite(limit) and limit < NO_LIMIT_MS:
@@ -295,7 +309,7 @@ class StateMiddleware(dramatiq.Middleware):
         timed_out = self._done(message)
         if exception is None and not timed_out:
             self.recorder.succeeded(message.message_id, None, store_value=False,  # the value is in Results
-                                    ttl=_message_ttl(message))
+                                    ttl=_message_ttl(message), extra=_END)
             self._finished(message)
         elif exception is None:
             # Returned after its deadline, before TimeLimit's exception landed: still a timeout, and
@@ -338,8 +352,8 @@ class StateMiddleware(dramatiq.Middleware):
         if why == "cancelled":
             self._finished(message)  # the record is CANCELLED already (by cancel())
             return
-        if why == "rate_limited":
-            return  # re-enqueued with a delay: still QUEUED (or RETRYING)
+        if why in ("rate_limited", "poison"):
+            return  # re-enqueued with a delay: still QUEUED (or RETRYING); poison: FAILED already
         exc = getattr(message, "_exception", None)
         if message.failed:
             err = error_info(exc, message) if exc is not None else ErrorInfo(
@@ -562,7 +576,8 @@ class DramatiqAdapter(Adapter):
             retries,
             CurrentMessage(),
             AsyncIO(),
-            StateMiddleware(recorder := Recorder(store, patience=WORKER_PATIENCE), retries, time_limit),
+            StateMiddleware(recorder := Recorder(store, patience=WORKER_PATIENCE), retries, time_limit,
+                            max_deliveries=max_deliveries(self.url)),
             Results(backend=backend, store_results=True, result_ttl=RESULT_TTL_MS),  # type: ignore[no-untyped-call]
         ]
         broker: Any
@@ -928,7 +943,7 @@ def worker_broker() -> None:
     for q in filter(None, os.environ.get(ENV_QUEUES, "default").split(",")):
         broker.declare_queue(adapter.native_queue(q))  # a queue without actors of its own is consumed too
     # delivery guard (issue 7): an unacked message of a dead worker comes back; a poison one not for ever
-    install_redis_guard(adapter.url, adapter.result_url, f"dramatiq:{adapter.prefix}", adapter.connect_timeout)
+    # (counted by StateMiddleware in the start script, see _START)
     dramatiq.set_broker(broker)
     if os.environ.get(ENV_BEAT):  # anytask worker --beat (see DramatiqAdapter.start_beat)
         _start_beat(adapter, os.environ[ENV_BEAT])

@@ -78,7 +78,7 @@ def call(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
 async def acall(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
     """Run a task's function from async code (sync functions run in a thread)."""
     kwargs, cont = continuation.split(kwargs)  # canvas (docs/canvas.md): a copy, without the continuation
-    counted = await asyncio.to_thread(_guard_begin)
+    counted = await asyncio.to_thread(_guard_begin) if _guard else None  # no thread hop without a guard
     try:
         if task.is_async:
             result = await task.func(*(args or ()), **kwargs)

@@ -91,16 +91,19 @@ class Recorder:
             fields["attempts"] = attempt
         self._w(task_id, fields)
 
-    def succeeded(self, task_id: str, value: Any, *, store_value: bool = True, ttl: float | None = None) -> None:
+    def succeeded(self, task_id: str, value: Any, *, store_value: bool = True, ttl: float | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
         # a success after retries carries no error of an earlier attempt
-        fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time(), "error": None}
+        fields: dict[str, Any] = {"status": Status.SUCCEEDED.value, "finished_at": time.time(), "error": None,
+                                  **(extra or {})}
         if store_value:
             fields["value"] = value
         self._w(task_id, fields, ttl)
 
-    def failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool, ttl: float | None = None) -> None:
+    def failed(self, task_id: str, error: ErrorInfo, *, will_retry: bool, ttl: float | None = None,
+               extra: dict[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": (Status.RETRYING if will_retry else Status.FAILED).value,
-                                  "error": error.to_dict()}
+                                  "error": error.to_dict(), **(extra or {})}
         if not will_retry:
             fields["finished_at"] = time.time()
         self._w(task_id, fields, None if will_retry else ttl)

@@ -254,6 +254,15 @@ def test_retries_count_retries(anytask_backend: BackendUnderTest) -> None:
     assert len(lines(path2)) == 2  # 1 run + 1 retry, then FAILED: no hidden default retries
 
 
+def test_retries_are_not_counted_as_worker_deaths(anytask_backend: BackendUnderTest) -> None:
+    """More retries than the delivery guard's max_deliveries (3): a retry ends in the worker (it raised),
+    so it must clear the guard's count of unfinished starts; only deaths count (docs/reliability.md)."""
+    needs(anytask_backend, Feature.RETRIES)
+    path = tmpfile(anytask_backend, "flaky")
+    h = anytask_backend.client.submit(tasks.flaky.using(retries=4), path, 4)
+    assert h.result(timeout=RESULT_TIMEOUT * 2) == 5  # 1 run + 4 retries, none refused as poison
+
+
 def test_no_retries_by_default(anytask_backend: BackendUnderTest) -> None:
     path = tmpfile(anytask_backend, "noretry")
     h = anytask_backend.client.submit(tasks.flaky, path, 1)
