@@ -92,8 +92,8 @@ RATE_PREFIX = "anytask:dramatiq:rate:"  # RedisRateLimiter windows, one sorted s
 MAX_PRIORITY = 9  # RabbitMQ x-max-priority of every queue: the facade's 0..9 maps 1:1 (higher first)
 
 # Atomic state transitions in the state hash (fields hold JSON, so statuses compare as '"QUEUED"').
-# start: RUNNING unless cancelled (ARGV: cancelled, running, started_at, attempts, ttl) -> 1 started, 0 not.
-# start unless CANCELLED (0); else the unfinished starts of the task, this one included: the delivery
+# start: RUNNING unless cancelled (ARGV: cancelled, running, started_at, attempts, ttl) -> 0 if CANCELLED,
+# else the unfinished starts of the task, this one included: the delivery
 # guard (issue 7) counts in the record's 'starts' field, which every in-process end resets to 0 in its
 # own write (_END), so the guard costs no round trip of its own.
 _START = """
