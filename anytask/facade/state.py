@@ -75,7 +75,11 @@ class Recorder:
 
     def _w(self, task_id: str, fields: dict[str, Any], ttl: float | None = None) -> None:
         keep = ttl if ttl is not None else self.ttl
-        self.patiently(lambda: self.store.write(task_id, fields, keep), f"writing the state of task {task_id}")
+        if self.patience <= 0:  # clients, and the submit path: one direct write, nothing built for a retry
+            self.store.write(task_id, fields, keep)
+            return
+        patiently(lambda: self.store.write(task_id, fields, keep), f"writing the state of task {task_id}",
+                  patience=self.patience, retry_on=self.retry_on)
 
     def submitted(self, task_id: str, task_name: str, *, scheduled: bool = False,
                   enqueued_at: float | None = None, ttl: float | None = None,
