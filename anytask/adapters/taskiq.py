@@ -75,7 +75,6 @@ from ._redis_state import connect as redis_connect
 T = TypeVar("T")
 
 DEFAULT_RESULT_URL = "redis://127.0.0.1:6379/0"
-_NOT_YET = "not wired in anytask yet; "
 MAX_PRIORITY = 9  # facade priorities 0..9, higher first
 RATE_HOLD = 5.0  # default seconds a rate-limited message may wait in its slot before it is re-enqueued
 

@@ -8,6 +8,7 @@ record is one JSON-able dict per task id; :class:`Recorder` writes it the same w
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -33,20 +34,43 @@ class StateStore(Protocol):
 
 
 class MemoryStateStore:
-    """A dict, for the memory backend and tests."""
+    """A dict, for the memory backend and tests. A record written with a ``ttl`` is gone once it has passed
+    (on read; unread expired records are swept now and then as the store grows)."""
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, Any]] = {}
+        self._expires: dict[str, float] = {}  # time.monotonic() deadline per record written with a ttl
+        self._lock = threading.Lock()
+        self._sweep_at = 1024
 
     def write(self, task_id: str, fields: dict[str, Any], ttl: float | None) -> None:
-        self._data.setdefault(task_id, {}).update(fields)
+        with self._lock:
+            self._data.setdefault(task_id, {}).update(fields)
+            if ttl is None:
+                self._expires.pop(task_id, None)
+            else:
+                self._expires[task_id] = time.monotonic() + ttl
+            if len(self._data) >= self._sweep_at:
+                now = time.monotonic()
+                for tid in [t for t, at in self._expires.items() if at <= now]:
+                    self._forget(tid)
+                self._sweep_at = 2 * len(self._data) + 1024
 
     def read(self, task_id: str) -> dict[str, Any] | None:
-        rec = self._data.get(task_id)
-        return dict(rec) if rec is not None else None
+        with self._lock:
+            at = self._expires.get(task_id)
+            if at is not None and at <= time.monotonic():
+                self._forget(task_id)
+            rec = self._data.get(task_id)
+            return dict(rec) if rec is not None else None
 
     def delete(self, task_id: str) -> None:
+        with self._lock:
+            self._forget(task_id)
+
+    def _forget(self, task_id: str) -> None:
         self._data.pop(task_id, None)
+        self._expires.pop(task_id, None)
 
 
 class Recorder:
