@@ -191,6 +191,30 @@ def test_latency_and_scale_metrics():
     assert m is not None and m.value == pytest.approx(2.4)
 
 
+def test_results_tables_show_medians_ranges_and_ratios_from_the_records():
+    from anytask.report import tables as T
+
+    recs = [fixture.record("throughput-noop", "rq+redis", "tuned", "native", r, throughput=t)
+            for r, t in ((1, 1500.0), (2, 1600.0), (3, 9000.0))]
+    recs += [fixture.record("throughput-noop", "rq+redis", "tuned", "facade", 1, throughput=800.0),
+             fixture.record("latency-sporadic", "rq+redis", "tuned", "native", latency=10.0),
+             fixture.record("latency-sporadic", "rq+redis", "tuned", "facade", latency=15.0),
+             fixture.record("throughput-noop", "memory", "tuned", "native", error="no native library")]
+    for w, t in ((1, 500.0), (2, 800.0), (4, 1200.0)):
+        recs.append(fixture.record("scale", "huey+sqlite", "tuned", "native", throughput=t, workers=w, slots=1))
+    data = _run(recs)
+    (row,) = [[" ".join(map(str, c)) for c in r] for r in T.headline_rows(data)]
+    assert row == ["rq+redis", "tuned", "1,600 [1,500–9,000]", "800", "×0.50", "10.0", "15.0", "×1.50"]
+    (drain,) = T.drain_rows(data, "throughput-noop")
+    assert drain[5] == ["8.9 %"]  # 1600 / the fixture's raw redis-py drain of 18,000/s
+    (lat,) = T.latency_rows(data, "latency-sporadic")
+    assert lat[2][0].startswith("10.0; p95 18.0, p99 25.0; start 4.00 + result 5.00")  # fixture: p95 = 1.8 x p50
+    assert lat[4] == ["×1.50"]
+    series, scale = T.scale_rows(data)
+    assert series == [1, 2, 4] and [c[0] for c in scale[0][3:]] == ["500", "800", "1,200", "×2.40"]
+    assert T.blocks(_run([]), "m") == []  # a run without such records: no section
+
+
 def test_feature_and_probe_claims_from_features_json():
     data = D.from_documents(fixture.run_doc(repeats=1), fixture.features_doc())
     vs = {v.claim.id: v for v in V.evaluate(C.load(), data)}

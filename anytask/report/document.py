@@ -14,7 +14,7 @@ from typing import Any
 
 from . import charts as CH
 from . import claims as C
-from . import faults
+from . import faults, tables
 from .data import RunData
 from .verdicts import Verdict, counts, rankings, surprises
 
@@ -195,6 +195,9 @@ def build(data: RunData, claims: C.Claims, verdicts: list[Verdict], chart_paths:
         if name in chart_paths:
             rel = os.path.relpath(chart_paths[name], data.directory)
             b.append(Image(rel, CH.TITLES[name], CH.TITLES[name]))
+
+    # ------------------------------------------------------------------ measured results (tables.py)
+    b.extend(tables.blocks(data, meth))
 
     # ------------------------------------------------------------------ verdicts
     b.append(Heading(2, "Verdicts", "verdicts"))
