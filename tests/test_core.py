@@ -202,6 +202,22 @@ def test_facade_is_mypy_strict_clean() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_package_loads_the_facade_on_first_use_and_stays_typed(tmp_path: Path) -> None:
+    # RQ's default worker imports a job's module in every forked process: a module under anytask must not
+    # pull in the whole facade (docs/methodology.md, "Known limits"); the public names still work and type.
+    out = subprocess.run([sys.executable, "-c", "import sys, anytask.bench.work; print('anytask.facade' in sys.modules);"
+                          "import anytask; print(anytask.task is anytask.facade.task, len(anytask.__all__) > 40)"],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "typed.py"
+    snippet.write_text("import anytask\n\n@anytask.task\ndef add(x: int, y: int) -> int:\n    return x + y\n\n"
+                       "anytask.connect('memory://').submit(add, 1, 'two')\n")
+    res = subprocess.run([sys.executable, "-m", "mypy", "--strict", str(snippet)], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert res.returncode == 1 and "submit" in res.stdout, res.stdout + res.stderr
+
+
 def test_worker_help_explains_urls_and_tasks() -> None:
     out = subprocess.run([sys.executable, "-m", "anytask", "worker", "--help"], capture_output=True, text=True,
                          check=True, cwd=ROOT)
