@@ -44,8 +44,7 @@ class _Engine:
         self._ready = threading.Condition(self.lock)
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self.claims: dict[str, tuple[str, float]] = {}  # unique key -> (task id, monotonic expiry)
-        self.sweep_claims_at = 1024
+        self.claims = MemoryStateStore()  # unique key -> {"id": task id}, expiring with the claim's ttl
         self.windows: dict[str, deque[float]] = {}  # task name -> monotonic start times inside the rate period
         for i in range(workers):
             threading.Thread(target=self._loop, name=f"anytask-memory-{i}", daemon=True).start()
@@ -155,10 +154,7 @@ class MemoryAdapter(Adapter):
         if task.options.rate_limit:
             wait = eng.rate_wait(task.name, task.options.rate_limit)
             if wait > 0:  # back to the heap when the window has room; this thread takes the next task
-                timer = threading.Timer(wait, eng.put, (task.options.priority or 0,
-                                                        lambda: self._run(task, task_id, payload, attempt)))
-                timer.daemon = True
-                timer.start()
+                self._later(wait, task, task_id, payload, attempt)
                 return
         with eng.lock:  # the start and cancel() exclude each other: a cancelled task never starts
             if rec.read(task_id).status is Status.CANCELLED:
@@ -199,23 +195,18 @@ class MemoryAdapter(Adapter):
 
     def claim_unique(self, key: str, task_id: str, ttl: float) -> str | None:
         """In-process SET NX EX: unique keys and the chord emulation's completion slots."""
-        now = time.monotonic()
+        claims = self.engine.claims
         with self.engine.lock:
-            held = self.engine.claims.get(key)
-            if held is not None and held[1] > now and held[0] != task_id:
-                return held[0]
-            claims = self.engine.claims
-            claims[key] = (task_id, now + ttl)
-            if len(claims) >= self.engine.sweep_claims_at:  # drop expired claims now and then
-                for k in [k for k, (_, until) in claims.items() if until <= now]:
-                    del claims[k]
-                self.engine.sweep_claims_at = 2 * len(claims) + 1024
+            held = (claims.read(key) or {}).get("id")
+            if held is not None and held != task_id:
+                return str(held)
+            claims.write(key, {"id": task_id}, ttl)
         return None
 
     def release_unique(self, key: str, task_id: str) -> None:
         with self.engine.lock:
-            if self.engine.claims.get(key, ("",))[0] == task_id:
-                del self.engine.claims[key]
+            if (self.engine.claims.read(key) or {}).get("id") == task_id:
+                self.engine.claims.delete(key)
 
     def run_worker(self, tasks: Sequence[Task[Any, Any]], options: WorkerOptions) -> int:
         raise ConfigurationError("memory:// runs tasks inside the submitting process; it has no worker to start")

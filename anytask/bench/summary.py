@@ -21,7 +21,8 @@ def _stats(xs: list[float]) -> dict[str, float] | None:
     return {"median": median(xs), "min": min(xs), "max": max(xs)}  # type: ignore[dict-item]
 
 
-def _floor(ceilings: dict[str, Any], backend: str) -> dict[str, Any] | None:
+def broker_floor(ceilings: dict[str, Any], backend: str) -> dict[str, Any] | None:
+    """The raw ceiling of a backend's broker in a run's ``ceilings`` (redis-py for Redis, pika for AMQP)."""
     transport = backend.split("+")[1] if "+" in backend else ""
     return (ceilings or {}).get({"redis": "redis-py", "amqp": "pika"}.get(transport, ""))
 
@@ -29,7 +30,7 @@ def _floor(ceilings: dict[str, Any], backend: str) -> dict[str, Any] | None:
 def of_floor(r: Record, ceilings: dict[str, Any] | None) -> float | None:
     """A record's figure as a fraction of its broker's raw floor: drain rate / raw drain rate, or
     raw round-trip p50 / the record's p50 (both 1.0 = as fast as the bare broker)."""
-    floor = _floor(ceilings or {}, r.backend)
+    floor = broker_floor(ceilings or {}, r.backend)
     if not floor or r.error:
         return None
     if r.throughput and floor.get("throughput"):
@@ -61,7 +62,7 @@ def aggregate(records: Iterable[Record], ceilings: dict[str, Any] | None = None)
                 row["latency_ms"][part] = {k: _stats([x[part][k] for x in lat]) for k in ("p50", "p99")}
         ideal = [r.ideal_s for r in recs if r.ideal_s is not None]
         row["ideal_s"] = median(ideal) if ideal else None
-        floor = _floor(ceilings or {}, key[1])
+        floor = broker_floor(ceilings or {}, key[1])
         if floor:
             t = (row["throughput"] or {}).get("median")
             if t and floor.get("throughput"):

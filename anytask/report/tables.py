@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..bench.summary import broker_floor
 from . import claims as C
 from .data import Group, RunData, Stat, path_getter
 
@@ -18,7 +19,6 @@ Row = list[list[Any]]
 DRAINS = ("throughput-noop", "throughput-io", "throughput-cpu", "payload-1KiB", "payload-64KiB")
 LATENCIES = ("latency-sporadic", "latency-steady")
 MODES = ("native", "facade")
-_FLOORS = {"redis": "redis-py", "amqp": "pika"}
 
 
 def _stat(s: Stat | None, unit: str = "", digits: int = 3) -> str:
@@ -37,8 +37,7 @@ def _ratio(a: Stat | None, b: Stat | None) -> str:
 
 
 def _floor(data: RunData, backend: str) -> dict[str, Any]:
-    transport = backend.split("+", 1)[1] if "+" in backend else ""
-    return ((data.run.get("ceilings") or {}).get(_FLOORS.get(transport, "")) or {})
+    return broker_floor(data.run.get("ceilings") or {}, backend) or {}
 
 
 def _pairs(data: RunData, scenario: str, workers: int | None = None) -> list[tuple[str, str, dict[str, Group]]]:
